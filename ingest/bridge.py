@@ -1,0 +1,231 @@
+"""The ingest bridge: one MQTT subscriber (QoS 1, persistent session) feeding one Kafka producer.
+
+Delivery: paho acknowledges a message to mosquitto only after Kafka has confirmed the record built from it
+(``manual_ack``), so a crash re-delivers instead of losing; the processors drop the duplicates by event id.
+Several instances share the subscription (``$share/<group>/...``) and split the load. The paho callback
+only hands the message to the asyncio loop; validation and producing run there, in batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import paho.mqtt.client as mqtt
+from aiokafka import AIOKafkaProducer
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from wipwatch.errors import EventError
+from wipwatch.events import ALERTS_TOPIC_ROOT, EVENT_TOPIC_FILTER, validate_message
+from wipwatch.kafka import ensure_topics
+from wipwatch.services import ChildProcess, wait_until
+from wipwatch.settings import Settings
+from wipwatch.site import Site
+
+log = logging.getLogger(__name__)
+
+#: How many unacknowledged QoS 1 messages mosquitto may send us at once (MQTT v5 Receive Maximum).
+RECEIVE_MAXIMUM = 1000
+_SESSION_NEVER_EXPIRES = 0xFFFFFFFF
+_BATCH = 1000
+
+
+@dataclass
+class IngestStats:
+    accepted: int = 0
+    rejected: int = 0
+    skipped: int = 0
+    subscribed: bool = False
+    reasons: dict[str, int] = field(default_factory=dict)
+
+
+def status_path(run_dir: Path, client_id: str) -> Path:
+    """Where an ingest instance reports that it is subscribed, and its counts (JSON, rewritten atomically)."""
+    return run_dir / "status" / f"ingest-{client_id}.json"
+
+
+def wait_subscribed(child: ChildProcess, run_dir: Path, client_id: str, timeout: float = 60.0) -> None:
+    """Wait until the ingest process ``child`` is subscribed: start producers only after this.
+
+    Raises:
+        ServiceError: the process exited or did not subscribe in time.
+    """
+
+    def subscribed() -> bool:
+        status = read_status(run_dir, client_id)
+        return bool(status and status.get("pid") == child.pid and status.get("subscribed"))
+
+    wait_until(child, subscribed, timeout)
+
+
+def read_status(run_dir: Path, client_id: str) -> dict[str, Any] | None:
+    try:
+        data: dict[str, Any] = json.loads(status_path(run_dir, client_id).read_text())
+        return data
+    except (OSError, ValueError):
+        return None
+
+
+def deadletter_record(topic: str, payload: bytes, reason: str, received_at: float, source: str) -> bytes:
+    """The JSON value of a dead-letter record: why, where from, and the raw payload, nothing lost."""
+    try:
+        text, encoding = payload.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        text, encoding = base64.b64encode(payload).decode(), "base64"
+    return msgspec.json.encode(
+        {
+            "reason": reason,
+            "topic": topic,
+            "payload": text,
+            "payload_encoding": encoding,
+            "received_at": received_at,
+            "source": source,
+        }
+    )
+
+
+class IngestBridge:
+    """Subscribe to every event topic and produce valid events to Kafka, invalid ones to the dead letters."""
+
+    def __init__(self, settings: Settings, site: Site | None) -> None:
+        self.settings = settings
+        self.site = site
+        self.stats = IngestStats()
+        self._queue: asyncio.Queue[mqtt.MQTTMessage] = asyncio.Queue()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._client: mqtt.Client | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Bridge until ``stop`` is set; then finish the messages in hand and disconnect."""
+        self._loop = asyncio.get_running_loop()
+        s = self.settings
+        await ensure_topics(s.kafka_bootstrap, [s.events_topic, s.deadletter_topic], s.kafka_partitions)
+        producer = AIOKafkaProducer(
+            bootstrap_servers=s.kafka_bootstrap, acks="all", linger_ms=5, max_batch_size=256 * 1024
+        )
+        await producer.start()
+        client = self._start_mqtt()
+        report_at = time.monotonic() + 1
+        try:
+            while not stop.is_set():
+                try:
+                    first = await asyncio.wait_for(self._queue.get(), timeout=0.5)
+                    batch = [first]
+                    while len(batch) < _BATCH and not self._queue.empty():
+                        batch.append(self._queue.get_nowait())
+                    await self._forward(producer, client, batch)
+                except TimeoutError:
+                    pass
+                if time.monotonic() > report_at:
+                    self.write_status()
+                    report_at = time.monotonic() + 1
+        finally:
+            self.stats.subscribed = False
+            self.write_status()
+            client.disconnect()
+            client.loop_stop()
+            await producer.stop()
+            log.info("ingest stopped accepted=%d rejected=%d", self.stats.accepted, self.stats.rejected)
+
+    def _start_mqtt(self) -> mqtt.Client:
+        s = self.settings
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=s.ingest_client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
+        )
+        client.max_inflight_messages_set(RECEIVE_MAXIMUM)
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.on_connect = self._on_connect
+        client.on_message = self._on_message
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = _SESSION_NEVER_EXPIRES
+        props.ReceiveMaximum = RECEIVE_MAXIMUM
+        client.connect_async(s.mqtt_host, s.mqtt_port, keepalive=30, clean_start=False, properties=props)
+        client.loop_start()
+        self._client = client
+        return client
+
+    def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
+        if reason.is_failure:
+            log.error("mqtt connect refused reason=%s", reason)
+            return
+        topic = f"$share/{self.settings.ingest_share_group}/{EVENT_TOPIC_FILTER}"
+        client.subscribe(topic, qos=self.settings.mqtt_qos)
+        log.info(
+            "mqtt connected host=%s port=%d subscribing=%s",
+            self.settings.mqtt_host,
+            self.settings.mqtt_port,
+            topic,
+        )
+
+    def _on_subscribe(self, _c: mqtt.Client, _u: Any, _mid: int, reasons: Any, _p: Any) -> None:
+        if any(r.is_failure for r in reasons):
+            log.error("mqtt subscribe refused reasons=%s", reasons)
+            return
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._mark_subscribed)
+
+    def _mark_subscribed(self) -> None:
+        self.stats.subscribed = True
+        self.write_status()
+
+    def write_status(self) -> None:
+        """Report subscription state and counts in the run directory (read by ``up``, tests and ops)."""
+        path = status_path(self.settings.run_dir, self.settings.ingest_client_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"pid": os.getpid(), "time": time.time(), **self.stats.__dict__}))
+        tmp.replace(path)
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        log.warning("mqtt disconnected reason=%s (paho reconnects with backoff)", reason)
+
+    def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        # paho's network thread: hand over and return at once.
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._queue.put_nowait, message)
+
+    async def _forward(
+        self, producer: AIOKafkaProducer, client: mqtt.Client, batch: list[mqtt.MQTTMessage]
+    ) -> None:
+        s = self.settings
+        sends = []
+        now = time.time()
+        for message in batch:
+            topic = message.topic
+            if topic.startswith(ALERTS_TOPIC_ROOT + "/"):
+                self.stats.skipped += 1
+                continue
+            payload = bytes(message.payload)
+            try:
+                event = validate_message(topic, payload, self.site)
+            except EventError as exc:
+                self.stats.rejected += 1
+                reason_kind = exc.reason.split(":", 1)[0]
+                self.stats.reasons[reason_kind] = self.stats.reasons.get(reason_kind, 0) + 1
+                log.warning("dead-letter topic=%s reason=%s", topic, exc.reason)
+                record = deadletter_record(topic, payload, exc.reason, now, s.ingest_client_id)
+                sends.append(await producer.send(s.deadletter_topic, record, key=topic.encode()))
+                continue
+            self.stats.accepted += 1
+            key = f"{event.site}/{event.line}".encode()
+            sends.append(await producer.send(s.events_topic, payload, key=key))
+        if sends:
+            await asyncio.gather(*sends)
+        for message in batch:
+            if message.qos > 0:
+                client.ack(message.mid, message.qos)

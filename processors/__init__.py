@@ -1,0 +1,1 @@
+"""Faust stream processors: agents and tables (thin); the math is in ``metrics``."""

@@ -1,0 +1,3 @@
+from wipwatch.cli import main
+
+main()

@@ -1,0 +1,128 @@
+"""Event schema v1: part movements and station state changes, and their MQTT topics.
+
+A part movement says: part P (of SKU S, quantity q) moved into (``in``) or out of (``out``) location L on
+line N of site S at event time t. A station state change says station L is now working, down, in
+changeover or idle; starvation and blocking are derived by the processors. Every event carries a unique
+``id`` for de-duplication and ``v`` = 1. The topic repeats the identity, unified-namespace style::
+
+    wipwatch/<site>/<line>/<location>/<kind>        kind: in | out | state
+
+msgspec decodes on the hot path (ingest and processors); ``docs/events.md`` has the schema.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Final, Literal
+
+import msgspec
+
+from wipwatch.errors import EventError
+from wipwatch.site import Site
+
+SCHEMA_VERSION: Final = 1
+TOPIC_ROOT: Final = "wipwatch"
+#: Topic filter that matches every event topic (and nothing of wipwatch's own deeper topics).
+EVENT_TOPIC_FILTER: Final = f"{TOPIC_ROOT}/+/+/+/+"
+#: wipwatch's own output (alerts) lives beside the events; ingest skips it.
+ALERTS_TOPIC_ROOT: Final = f"{TOPIC_ROOT}/alerts"
+
+_IDENT = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+Ident = Annotated[str, msgspec.Meta(pattern=_IDENT)]
+EventId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+PartId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+EventTime = Annotated[datetime, msgspec.Meta(tz=True)]
+StationStateName = Literal["working", "down", "changeover", "idle"]
+
+
+class _EventBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", forbid_unknown_fields=True):
+    v: Literal[1]
+    id: EventId
+    time: EventTime
+    site: Ident
+    line: Ident
+    location: Ident
+
+    @property
+    def timestamp(self) -> float:
+        """Event time as POSIX seconds."""
+        return self.time.timestamp()
+
+
+class _PartMovement(_EventBase, frozen=True, kw_only=True):
+    part: PartId
+    sku: Annotated[str, msgspec.Meta(max_length=64)] = ""
+    qty: Annotated[int, msgspec.Meta(ge=1)] = 1
+
+
+class PartIn(_PartMovement, frozen=True, kw_only=True, tag="in"):
+    """Part ``part`` arrived at ``location``."""
+
+
+class PartOut(_PartMovement, frozen=True, kw_only=True, tag="out"):
+    """Part ``part`` left ``location``."""
+
+
+class StationState(_EventBase, frozen=True, kw_only=True, tag="state"):
+    """Station ``location`` changed state (working, down, changeover, idle)."""
+
+    state: StationStateName
+    part: PartId | None = None
+
+
+Event = PartIn | PartOut | StationState
+EVENT_KINDS: Final = ("in", "out", "state")
+
+_decoder = msgspec.json.Decoder(Event)
+_encoder = msgspec.json.Encoder()
+
+
+def topic_for(event: Event) -> str:
+    """The MQTT topic an event is published on."""
+    return f"{TOPIC_ROOT}/{event.site}/{event.line}/{event.location}/{event_kind(event)}"
+
+
+def event_kind(event: Event) -> str:
+    return "in" if isinstance(event, PartIn) else "out" if isinstance(event, PartOut) else "state"
+
+
+def encode_event(event: Event) -> bytes:
+    return _encoder.encode(event)
+
+
+def decode_event(payload: bytes) -> Event:
+    """Decode one JSON payload without topic or site checks.
+
+    Raises:
+        EventError: the payload is not a valid v1 event; the reason names the field.
+    """
+    try:
+        return _decoder.decode(payload)
+    except msgspec.ValidationError as exc:
+        raise EventError(f"schema: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise EventError(f"not JSON: {exc}") from None
+
+
+def validate_message(topic: str, payload: bytes, site: Site | None = None) -> Event:
+    """Decode an MQTT message and check it against its topic and, if given, the site file.
+
+    Raises:
+        EventError: with the reason a dead-letter record carries.
+    """
+    parts = topic.split("/")
+    if len(parts) != 5 or parts[0] != TOPIC_ROOT:
+        raise EventError(f"topic {topic!r} is not {TOPIC_ROOT}/<site>/<line>/<location>/<kind>")
+    _, site_id, line_id, location_id, kind = parts
+    if kind not in EVENT_KINDS:
+        raise EventError(f"topic {topic!r}: kind {kind!r} is not one of {', '.join(EVENT_KINDS)}")
+    event = decode_event(payload)
+    said = (event.site, event.line, event.location, event_kind(event))
+    if said != (site_id, line_id, location_id, kind):
+        raise EventError(f"payload identity {'/'.join(said)} does not match topic {topic!r}")
+    if site is not None:
+        if event.site != site.site:
+            raise EventError(f"unknown site {event.site!r} (site file describes {site.site!r})")
+        if not site.has_location(event.line, event.location):
+            raise EventError(f"unknown location {event.line}/{event.location} in site {site.site!r}")
+    return event

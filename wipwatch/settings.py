@@ -1,0 +1,78 @@
+"""The one settings object: defaults < ``WIPWATCH_*`` environment variables < CLI flags.
+
+The embedded stack uses its own ports (18830, 19092, 18086) so it can run beside a system mosquitto or
+InfluxDB that Debian starts on the standard ports.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from wipwatch.errors import SettingsError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SITE_FILE = REPO_ROOT / "examples" / "lean-line.yaml"
+
+
+class Settings(BaseSettings):
+    """Where every part of wipwatch finds its peers, and how it behaves."""
+
+    model_config = SettingsConfigDict(env_prefix="WIPWATCH_", frozen=True, extra="forbid")
+
+    site_file: Path = DEFAULT_SITE_FILE
+    run_dir: Path = Path(".wipwatch")
+
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = Field(18830, ge=1, le=65535)
+    mqtt_qos: Literal[1, 2] = 1
+
+    kafka_bootstrap: str = "127.0.0.1:19092"
+    kafka_partitions: int = Field(4, ge=1, le=256)
+    #: Client-side wait after an empty fetch, for brokers that ignore fetch_max_wait_ms (see kafka.py).
+    kafka_empty_fetch_wait_ms: int = Field(100, ge=0, le=500)
+    events_topic: str = "wipwatch-events"
+    deadletter_topic: str = "wipwatch-deadletter"
+
+    influx_url: str = "http://127.0.0.1:18086"
+    influx_version: Literal["auto", "1", "2"] = "auto"
+    influx_db: str = "wipwatch"
+    influx_org: str = "wipwatch"
+    influx_bucket: str = "wipwatch"
+    influx_token: str = ""
+    influx_batch_size: int = Field(5000, ge=1)
+    influx_flush_seconds: float = Field(0.5, gt=0)
+
+    ingest_client_id: str = "wipwatch-ingest-1"
+    ingest_share_group: str = "wipwatch-ingest"
+
+    processor_id: str = "wipwatch-processors"
+    processor_web: bool = False
+    processor_web_port: int = Field(6066, ge=1, le=65535)
+    processor_batch_size: int = Field(2000, ge=1)
+    processor_batch_seconds: float = Field(0.2, gt=0)
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        """Return a copy with the non-``None`` overrides applied (CLI flags beat the environment)."""
+        given = {key: value for key, value in overrides.items() if value is not None}
+        return load_settings(**{**self.model_dump(), **given})
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings from the environment, with ``overrides`` on top.
+
+    Raises:
+        SettingsError: a value has the wrong type or is out of range; names the variable.
+    """
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        problems = [
+            f"WIPWATCH_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+        ]
+        raise SettingsError("bad setting: " + "; ".join(problems)) from None
