@@ -110,11 +110,10 @@ def create_app(settings: Settings, site: Site | None = None, writer: InfluxWrite
                 influx().write(lines)
 
     @app.on_before_shutdown.connect
-    def _flush(app: faust.App, **_: Any) -> None:
+    def _flush(_app: Any, /, *_args: Any, signal: Any, **_kwargs: Any) -> None:
         if state["writer"] is not None:
             state["writer"].close()
 
-    app.conf.wipwatch_agent = track_wip  # type: ignore[attr-defined]
     return app
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import simpy
 import simpy.rt
 
-from wipwatch.events import Event, PartIn, PartOut, StationState
+from wipwatch.events import Event, PartIn, PartOut, StationState, StationStateName
 from wipwatch.site import Line, LocationKind, ProcessTime, Site
 
 EventSink = Callable[[Event], None]
@@ -115,7 +115,7 @@ class LineModel:
             )
         )
 
-    def _state(self, location: str, state: str, part: str | None = None) -> None:
+    def _state(self, location: str, state: StationStateName, part: str | None = None) -> None:
         self.emit(
             StationState(
                 v=1,
@@ -126,7 +126,7 @@ class LineModel:
                 location=location,
                 state=state,
                 part=part,
-            )  # type: ignore[arg-type]
+            )
         )
 
     def start_processes(self) -> None:

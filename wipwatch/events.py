@@ -97,7 +97,8 @@ def decode_event(payload: bytes) -> Event:
         EventError: the payload is not a valid v1 event; the reason names the field.
     """
     try:
-        return _decoder.decode(payload)
+        event: Event = _decoder.decode(payload)
+        return event
     except msgspec.ValidationError as exc:
         raise EventError(f"schema: {exc}") from None
     except msgspec.DecodeError as exc:

@@ -71,7 +71,7 @@ class InfluxTarget:
 
     @classmethod
     def from_settings(cls, settings: Settings, detect: bool = True) -> InfluxTarget:
-        version = settings.influx_version
+        version: str = settings.influx_version
         if version == "auto":
             version = detect_version(settings.influx_url) if detect else "1"
         return cls(
@@ -167,8 +167,9 @@ class _V1Sender:
 
 class _V2Sender:
     def __init__(self, target: InfluxTarget) -> None:
-        from influxdb_client import InfluxDBClient, WritePrecision
+        from influxdb_client.client.influxdb_client import InfluxDBClient
         from influxdb_client.client.write_api import SYNCHRONOUS
+        from influxdb_client.domain.write_precision import WritePrecision
 
         self._client = InfluxDBClient(url=target.url, token=target.token, org=target.org, timeout=30_000)
         self._api = self._client.write_api(write_options=SYNCHRONOUS)
@@ -179,14 +180,14 @@ class _V2Sender:
         from influxdb_client.rest import ApiException
 
         try:
-            self._api.write(bucket=self._bucket, record=body, write_precision=self._precision)
+            self._api.write(bucket=self._bucket, record=body, write_precision=self._precision)  # type: ignore[arg-type]
         except ApiException as exc:
             if exc.status == 400:
                 raise ValueError(str(exc.body)[:300]) from None
             raise ConnectionError(f"HTTP {exc.status}") from None
 
     def close(self) -> None:
-        self._client.close()
+        self._client.close()  # type: ignore[no-untyped-call]
 
 
 class InfluxWriter:

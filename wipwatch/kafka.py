@@ -65,7 +65,7 @@ def hold_empty_fetches(cap_seconds: float) -> None:
     if not first:
         return
     original = fetcher.Fetcher._proc_fetch_request
-    fetcher.Fetcher._wipwatch_original = original  # type: ignore[attr-defined]
+    fetcher.Fetcher._wipwatch_original = original
 
     async def proc_fetch_request(self: Any, assignment: Any, node_id: Any, request: Any) -> Any:
         started = time.monotonic()
@@ -78,4 +78,4 @@ def hold_empty_fetches(cap_seconds: float) -> None:
                     await asyncio.sleep(remaining)
         return got_records
 
-    fetcher.Fetcher._proc_fetch_request = proc_fetch_request  # type: ignore[method-assign]
+    fetcher.Fetcher._proc_fetch_request = proc_fetch_request

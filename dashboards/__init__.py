@@ -1,0 +1,1 @@
+"""Grafana dashboards as code, publishing, and the built-in live board."""
