@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import faust
-from wipwatch.processors.metrics.wip import apply_movements, location_key
-from wipwatch.processors.points import data_quality_lines, wip_lines
-from wipwatch.processors.tables import BatchWrites
 
 from wipwatch.errors import EventError
 from wipwatch.events import Event, PartIn, PartOut, decode_event
 from wipwatch.influx import InfluxTarget, InfluxWriter
 from wipwatch.kafka import hold_empty_fetches
+from wipwatch.processors.metrics.wip import apply_movements, location_key
+from wipwatch.processors.points import data_quality_lines, wip_lines
+from wipwatch.processors.tables import BatchWrites
 from wipwatch.settings import Settings
 from wipwatch.site import Site, load_site
 

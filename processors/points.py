@@ -7,10 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from wipwatch.processors.metrics.wip import DataQualityIssue
-
 from wipwatch.events import Event
 from wipwatch.influx import line
+from wipwatch.processors.metrics.wip import DataQualityIssue
 from wipwatch.site import Site
 
 

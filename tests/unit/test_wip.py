@@ -1,9 +1,9 @@
 from datetime import UTC, datetime
 
 import pytest
-from wipwatch.processors.metrics.wip import apply_movements
 
 from wipwatch.events import PartIn, PartOut, StationState
+from wipwatch.processors.metrics.wip import apply_movements
 
 pytestmark = pytest.mark.unit
 T0 = datetime(2026, 11, 25, 6, 0, tzinfo=UTC)
