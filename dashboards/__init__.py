@@ -1,0 +1,1 @@
+"""Views: Grafana dashboards as code, their provisioning and publishing, and the built-in live board."""
