@@ -98,7 +98,8 @@ class SnapshotSource:
         trends: dict[tuple[str, str], list[float | None]] = {}
         for r in found:
             trends.setdefault((r["line"], r["location"]), []).append(_num(r.get("parts")))
-        return trends
+        # bucket boundaries align to the clock, so the window can touch one bucket more than asked
+        return {key: values[-TREND_BUCKETS:] for key, values in trends.items()}
 
     def snapshot(self) -> dict[str, Any]:
         """The site's lines and locations in flow order with their latest metrics (None where missing)."""
