@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from wipwatch.errors import WipwatchError
+from wipwatch.errors import ServiceError, WipwatchError
 from wipwatch.settings import Settings, load_settings
 from wipwatch.site import load_site
 
@@ -302,6 +302,7 @@ def board(
         int | None, typer.Option(help="listen on 127.0.0.1:PORT (default WIPWATCH_BOARD_PORT)")
     ] = None,
     interval: Annotated[float | None, typer.Option(help="seconds between live updates")] = None,
+    stale_after: Annotated[float, typer.Option(help="say 'no data' after this many seconds without")] = 10.0,
 ) -> None:
     """Serve the live value-stream board (WIP piles, bottleneck, lead time) in the browser."""
     from wipwatch.dashboards.board.app import serve
@@ -315,7 +316,11 @@ def board(
         raise WipwatchError(
             f"port {settings.board_port} on {settings.board_host} is in use; choose another with --port"
         )
-    source = SnapshotSource(site_model, InfluxTarget.from_settings(settings))
+    try:
+        target = InfluxTarget.from_settings(settings)
+    except ServiceError:  # start anyway: the page says "InfluxDB unreachable" until it answers
+        target = InfluxTarget.from_settings(settings, detect=False)
+    source = SnapshotSource(site_model, target, stale_after)
     console.print(f"wipwatch board: http://{settings.board_host}:{settings.board_port}/  (Ctrl-C stops it)")
     serve(source, settings.board_host, settings.board_port, settings.board_interval)
 

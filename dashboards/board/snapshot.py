@@ -72,10 +72,14 @@ class SnapshotSource:
         self,
         site: Site,
         target: InfluxTarget,
+        stale_after_s: float = 10.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        if stale_after_s <= 0:
+            raise ValueError(f"stale_after_s must be > 0, got {stale_after_s}")
         self.site = site
         self.target = target
+        self.stale_after_s = stale_after_s
         self._clock = clock
         self._data_time_us: int | None = None
         self._advanced_at: float | None = None
@@ -132,6 +136,7 @@ class SnapshotSource:
             "generated_at": now,
             "data_time_us": self._data_time_us,
             "stale_s": None if self._advanced_at is None else round(now - self._advanced_at, 1),
+            "stale_after_s": self.stale_after_s,
             "influx_error": error,
             "totals": {"wip": sum(wip) if wip else None, "tied_up": sum(tied) if tied else None},
             "lines": lines,

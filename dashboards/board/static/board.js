@@ -3,7 +3,7 @@
 "use strict";
 
 const DASH = "–";
-const STALE_AFTER_S = 10;
+let staleAfterS = 10;
 let built = false;
 let lastMessageAt = 0;
 let connected = false;
@@ -173,6 +173,7 @@ function setStatus(state, text) {
 
 function render(snapshot) {
   if (!built) build(snapshot);
+  staleAfterS = snapshot.stale_after_s || staleAfterS;
   document.getElementById("total-wip").textContent = fmt(snapshot.totals.wip);
   document.getElementById("total-money").textContent = money(snapshot.totals.tied_up);
   document.getElementById("data-time").textContent = snapshot.data_time_us
@@ -183,7 +184,7 @@ function render(snapshot) {
   }
   if (snapshot.influx_error) setStatus("down", "InfluxDB unreachable");
   else if (snapshot.stale_s === null) setStatus("waiting", "waiting for data");
-  else if (snapshot.stale_s > STALE_AFTER_S) setStatus("stale", `no data for ${Math.round(snapshot.stale_s)} s`);
+  else if (snapshot.stale_s > staleAfterS) setStatus("stale", `no data for ${Math.round(snapshot.stale_s)} s`);
   else setStatus("live", "live");
 }
 
@@ -200,7 +201,7 @@ function connect() {
 // The server pushes every second; silence means the board server itself is gone.
 setInterval(() => {
   const silent = (Date.now() - lastMessageAt) / 1000;
-  if (lastMessageAt && silent > STALE_AFTER_S) setStatus("down", `board disconnected ${Math.round(silent)} s ago`);
+  if (lastMessageAt && silent > Math.max(staleAfterS, 5)) setStatus("down", `board disconnected ${Math.round(silent)} s ago`);
   else if (!connected && lastMessageAt) setStatus("down", "reconnecting…");
 }, 1000);
 

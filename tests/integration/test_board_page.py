@@ -1,0 +1,85 @@
+"""The live board in headless chromium over every measurement: layout, values, bottleneck, staleness."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+from wipwatch.dashboards.board.app import create_app
+from wipwatch.dashboards.board.snapshot import SnapshotSource
+
+from tests.browser import ARTIFACTS, chromium_page
+from tests.conftest import EXAMPLE_SITE
+from tests.integration.test_view_queries import WIP_LATE, _write, contract_lines
+from tests.polling import eventually
+from wipwatch.services import NativeStack, free_port
+from wipwatch.site import load_site
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+STALE_AFTER_S = 2.0
+
+
+@pytest.fixture
+def board_url(stack: NativeStack) -> Iterator[str]:
+    site = load_site(EXAMPLE_SITE)
+    target = _write(stack, contract_lines(site))
+    port = free_port()
+    app = create_app(SnapshotSource(site, target, stale_after_s=STALE_AFTER_S), interval=0.5)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=1)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    eventually(lambda: server.started, bool, timeout=10, what="board started")
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def test_board_draws_value_stream_with_values_bottleneck_and_no_data_state(
+    board_url: str, tmp_path: Path
+) -> None:
+    site = load_site(EXAMPLE_SITE)
+    with chromium_page(tmp_path / "chromium") as page:
+        page.goto(board_url)
+        cards = page.locator('[data-testid="location"]')
+        eventually(cards.count, lambda n: n == 11, timeout=15, what="11 location cards")
+        order = [cards.nth(i).get_attribute("data-location") for i in range(cards.count())]
+        assert order == [loc.id for loc in site.lines[0].locations]
+        expected = [str(WIP_LATE.get(loc_id, 0)) for loc_id in order]
+        eventually(
+            lambda: [cards.nth(i).locator(".wip").inner_text() for i in range(11)],
+            lambda got: got == expected,
+            timeout=15,
+            what=f"WIP numbers {expected}",
+        )
+        flow = page.locator(".flow").inner_text()
+        assert (
+            flow.index("Supplier")
+            < flow.index("Raw material")
+            < flow.index("Packing")
+            < flow.index("Customer")
+        )
+        bottlenecks = page.locator(".loc.bottleneck")
+        assert bottlenecks.count() == 1 and bottlenecks.get_attribute("data-location") == "press"
+        b_press = page.locator('.loc[data-location="b-press"]')
+        assert "▲ +1.0/h" in b_press.locator(".growth").inner_text()  # growth_per_hour = index 4 - 3
+        assert b_press.locator(".fill").get_attribute("class") == "fill warn"  # 18 of cap 20: amber
+        assert "€162" in b_press.locator(".money").inner_text()  # 18 parts x 9.0 EUR
+        assert page.locator("#total-wip").inner_text() == "36"
+        assert page.locator(".lead-littles").inner_text() == "45.0 min"  # 2700 s
+        assert page.locator(".lead-va").inner_text() == "4.0 min"  # 0.08 x 3000 s
+        fg = page.locator('.loc[data-location="fg"]')
+        assert fg.locator(".age").inner_text() == "oldest 1.8 min"  # 100 + index 10 = 110 s
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "board-contract.png"), full_page=True)
+        # nothing new arrives: the board must say so rather than look live
+        status = page.locator("#status")
+        eventually(status.inner_text, lambda text: text.startswith("no data for"), timeout=15, what="stale")
+        assert status.get_attribute("data-state") == "stale"
