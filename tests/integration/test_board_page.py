@@ -13,10 +13,11 @@ from wipwatch.dashboards.board.snapshot import SnapshotSource
 
 from tests.browser import ARTIFACTS, chromium_page
 from tests.conftest import EXAMPLE_SITE
-from tests.integration.test_view_queries import WIP_LATE, _write, contract_lines
+from tests.integration.test_view_queries import MINUTE, T0, WIP_LATE, _write, contract_lines
 from tests.polling import eventually
+from wipwatch.influx import line
 from wipwatch.services import NativeStack, free_port
-from wipwatch.site import load_site
+from wipwatch.site import Site, load_site, parse_site
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -83,3 +84,63 @@ def test_board_draws_value_stream_with_values_bottleneck_and_no_data_state(
         status = page.locator("#status")
         eventually(status.inner_text, lambda text: text.startswith("no data for"), timeout=15, what="stale")
         assert status.get_attribute("data-state") == "stale"
+
+
+def _big_site() -> Site:
+    """Three lines of twelve locations each: store, then station/buffer pairs, then finished goods."""
+    lines = []
+    for n in range(3):
+        locations: list[dict[str, object]] = [{"id": "raw", "kind": "store", "unit_value": 1.0}]
+        for i in range(5):
+            locations.append({"id": f"s{i}", "kind": "station", "process_time": {"mean": 10}})
+            locations.append({"id": f"b{i}", "kind": "buffer", "cap": 10, "unit_value": 2.0})
+        locations.append({"id": "fg", "kind": "store", "unit_value": 3.0})
+        lines.append({"id": f"line{n}", "name": f"Line {n}", "locations": locations})
+    return parse_site({"site": "big", "name": "Big plant", "lines": lines})
+
+
+def test_board_stays_usable_with_36_locations(stack: NativeStack, tmp_path: Path) -> None:
+    site = _big_site()
+    points = [
+        line(
+            "wip",
+            {"site": "big", "line": ln.id, "location": loc.id, "kind": loc.kind.value},
+            {"parts": (i * 5 + n * 4) % 14, "value": 1.0},
+            T0 + i * MINUTE,
+        )
+        for n, ln in enumerate(site.lines)
+        for i, loc in enumerate(ln.locations)
+    ]
+    target = _write(stack, points)
+    port = free_port()
+    app = create_app(SnapshotSource(site, target), interval=0.5)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        eventually(lambda: server.started, bool, timeout=10, what="board started")
+        with chromium_page(tmp_path / "chromium", width=1366, height=768) as page:
+            page.goto(f"http://127.0.0.1:{port}/")
+            cards = page.locator('[data-testid="location"]')
+            eventually(cards.count, lambda count: count == 36, timeout=15, what="36 location cards")
+            want = [
+                str((i * 5 + n * 4) % 14) for n, ln in enumerate(site.lines) for i in range(len(ln.locations))
+            ]
+            eventually(
+                lambda: page.locator('[data-testid="location"] .wip').all_inner_texts(),
+                lambda got: got == want,
+                timeout=15,
+                what="36 WIP numbers",
+            )
+            # the value stream wraps inside the window instead of scrolling sideways
+            assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+            assert page.locator("section.line h2").all_inner_texts() == ["Line 0", "Line 1", "Line 2"]
+            red = page.locator(".fill.bad")  # parts >= cap 10 on a buffer
+            over = [w for w, loc in zip(want, [loc for ln in site.lines for loc in ln.locations], strict=True)
+                    if loc.cap and int(w) >= loc.cap]  # fmt: skip
+            assert red.count() == len(over) > 0
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "board-36-locations.png"), full_page=True)
+    finally:
+        server.should_exit = True
+        thread.join(10)

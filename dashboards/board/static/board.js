@@ -62,7 +62,7 @@ function locationCard(line, loc) {
   svg.setAttribute("class", "trend");
   svg.setAttribute("viewBox", "0 0 100 22");
   svg.setAttribute("preserveAspectRatio", "none");
-  svg.append(document.createElementNS("http://www.w3.org/2000/svg", "polyline"));
+  for (const shape of ["polygon", "polyline"]) svg.append(document.createElementNS("http://www.w3.org/2000/svg", shape));
   card.append(svg);
   return card;
 }
@@ -108,14 +108,24 @@ function pileClass(loc, ratio) {
   return "";
 }
 
-function sparkline(polyline, trend) {
-  const values = trend.filter((v) => v !== null);
-  if (values.length < 2) { polyline.setAttribute("points", ""); return; }
-  const max = Math.max(1, ...values);
+function sparkline(svg, trend) {
+  const polyline = svg.querySelector("polyline");
+  const area = svg.querySelector("polygon");
+  // WIP over the last hour of event time, as a filled area from zero up to the line's own maximum
+  const indexed = trend.map((v, i) => [i, v]).filter(([, v]) => v !== null);
+  if (indexed.length < 2) {
+    polyline.setAttribute("points", "");
+    area.setAttribute("points", "");
+    return;
+  }
+  const max = Math.max(1, ...indexed.map(([, v]) => v));
   const step = 100 / Math.max(1, trend.length - 1);
-  const points = [];
-  trend.forEach((v, i) => { if (v !== null) points.push(`${(i * step).toFixed(1)},${(21 - (v / max) * 20).toFixed(1)}`); });
+  const x = (i) => (i * step).toFixed(1);
+  const y = (v) => (21 - (v / max) * 19).toFixed(1);
+  const points = indexed.map(([i, v]) => `${x(i)},${y(v)}`);
   polyline.setAttribute("points", points.join(" "));
+  points.push(`${x(indexed[indexed.length - 1][0])},22`, `${x(indexed[0][0])},22`);
+  area.setAttribute("points", points.join(" "));
 }
 
 function updateLocation(card, loc, lineMax) {
@@ -142,7 +152,7 @@ function updateLocation(card, loc, lineMax) {
     state.className = `state ${loc.state || ""}`;
   }
   card.classList.toggle("bottleneck", loc.bottleneck === true);
-  sparkline(card.querySelector("polyline"), loc.trend || []);
+  sparkline(card.querySelector("svg.trend"), loc.trend || []);
 }
 
 function updateLine(section, line) {
