@@ -82,8 +82,9 @@ def expand(
 ) -> str:
     """What Grafana sends to InfluxDB for ``query``: variables and macros substituted.
 
-    Grafana regex-escapes a variable's value inside ``/.../``; ``$timeFilter`` becomes a time range and
-    ``$__interval`` the panel's interval. Used by the tests that run every panel's query against InfluxDB.
+    Grafana regex-escapes a variable's value inside ``/.../`` (but not a custom "All" value such as
+    ``.*``, so pass concrete values here); ``$timeFilter`` becomes a time range and ``$__interval`` the
+    panel's interval. Used by the tests that run every panel's query against InfluxDB.
     """
     text = query.replace("$timeFilter", f"time >= {time_from} AND time <= {time_to}")
     text = text.replace("$__interval", interval)

@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from wipwatch.dashboards.export import build_all
+from wipwatch.dashboards.influxql import expand
 from wipwatch.ingest import wait_subscribed
 from wipwatch.simulators.line import simulate_site
 from wipwatch.simulators.publisher import MqttPublisher
@@ -17,6 +19,7 @@ from tests.browser import ARTIFACTS, chromium_page
 from tests.conftest import EXAMPLE_SITE, stack_env, stack_settings
 from tests.polling import eventually
 from wipwatch.cli import wip_snapshot
+from wipwatch.influx import InfluxTarget, query, rows
 from wipwatch.services import ChildProcess, NativeStack, free_port, python_module_argv, spawn
 from wipwatch.site import load_site
 
@@ -76,6 +79,14 @@ def test_board_shows_the_processors_wip_in_flow_order(
 
     # the reference is InfluxDB, which the processors filled; it must also match the simulator
     reference = eventually(influx_wip, lambda got: got == expected, timeout=120, what=f"WIP {expected}")
+
+    # the Grafana panels read the same numbers from the real pipeline's points
+    overview = build_all(site)["wipwatch-site-overview"]
+    target = InfluxTarget.from_settings(settings)
+    variables = {"site": site.site, "line": "line1"}
+    for bar in overview["panels"][0]["targets"]:
+        found = rows(query(target, expand(bar["query"], variables)))
+        assert [r["parts"] for r in found] == [reference[bar["alias"]]], bar["alias"]
 
     with chromium_page(tmp_path / "chromium") as page:
         page.goto(url)
