@@ -312,8 +312,8 @@ def board(
 
     settings = load_settings(site_file=site, influx_url=influx_url, board_port=port, board_interval=interval)
     site_model = load_site(settings.site_file)
-    if settings.board_port and port_in_use(settings.board_port, settings.board_host):
-        raise WipwatchError(
+    if port_in_use(settings.board_port, settings.board_host):
+        raise ServiceError(
             f"port {settings.board_port} on {settings.board_host} is in use; choose another with --port"
         )
     try:
