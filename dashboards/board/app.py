@@ -10,7 +10,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,20 +29,23 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 class CachedSnapshots:
     """At most one InfluxDB round per ``interval`` however many clients ask; queries run off the loop."""
 
-    def __init__(self, source: SnapshotSource, interval: float) -> None:
+    def __init__(
+        self, source: SnapshotSource, interval: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         if interval <= 0:
             raise ValueError(f"interval must be > 0, got {interval}")
         self.source = source
         self.interval = interval
+        self._clock = clock
         self._lock = asyncio.Lock()
         self._taken_at = float("-inf")
         self._snapshot: dict[str, Any] = {}
 
     async def get(self) -> dict[str, Any]:
         async with self._lock:
-            if time.monotonic() - self._taken_at >= self.interval * 0.9:
+            if self._clock() - self._taken_at >= self.interval * 0.9:
                 self._snapshot = await asyncio.to_thread(self.source.snapshot)
-                self._taken_at = time.monotonic()
+                self._taken_at = self._clock()
             return self._snapshot
 
 

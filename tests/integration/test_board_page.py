@@ -25,7 +25,7 @@ STALE_AFTER_S = 2.0
 
 
 @pytest.fixture
-def board_url(stack: NativeStack) -> Iterator[str]:
+def board(stack: NativeStack) -> Iterator[tuple[str, uvicorn.Server]]:
     site = load_site(EXAMPLE_SITE)
     target = _write(stack, contract_lines(site))
     port = free_port()
@@ -37,15 +37,16 @@ def board_url(stack: NativeStack) -> Iterator[str]:
     thread.start()
     eventually(lambda: server.started, bool, timeout=10, what="board started")
     try:
-        yield f"http://127.0.0.1:{port}/"
+        yield f"http://127.0.0.1:{port}/", server
     finally:
         server.should_exit = True
         thread.join(10)
 
 
 def test_board_draws_value_stream_with_values_bottleneck_and_no_data_state(
-    board_url: str, tmp_path: Path
+    board: tuple[str, uvicorn.Server], tmp_path: Path
 ) -> None:
+    board_url, server = board
     site = load_site(EXAMPLE_SITE)
     with chromium_page(tmp_path / "chromium") as page:
         page.goto(board_url)
@@ -84,6 +85,12 @@ def test_board_draws_value_stream_with_values_bottleneck_and_no_data_state(
         status = page.locator("#status")
         eventually(status.inner_text, lambda text: text.startswith("no data for"), timeout=15, what="stale")
         assert status.get_attribute("data-state") == "stale"
+        # the board server itself goes away: the page must not keep showing the last numbers as current
+        server.should_exit = True
+        eventually(
+            lambda: status.get_attribute("data-state"), lambda state: state == "down", timeout=15, what="down"
+        )
+        assert status.inner_text() == "reconnecting…" or "disconnected" in status.inner_text()
 
 
 def _big_site() -> Site:
