@@ -1,1 +1,1 @@
-"""Grafana dashboards as code, publishing, and the built-in live board."""
+"""Views: Grafana dashboards as code, their provisioning and publishing, and the built-in live board."""

@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from wipwatch.errors import WipwatchError
+from wipwatch.errors import ServiceError, WipwatchError
 from wipwatch.settings import Settings, load_settings
 from wipwatch.site import load_site
 
@@ -255,6 +255,76 @@ def top(
             pass
 
 
+# ---------------------------------------------------------------- views: dashboards and board
+
+dashboards_app = typer.Typer(
+    no_args_is_help=True, help="Grafana dashboards as code: export their JSON, publish them to a Grafana."
+)
+app.add_typer(dashboards_app, name="dashboards")
+
+
+@dashboards_app.command("export")
+def dashboards_export(
+    directory: Annotated[Path, typer.Argument(help="write <uid>.json files here")],
+    site: SiteOpt = None,
+) -> None:
+    """Write every dashboard as Grafana JSON (what provisioning loads)."""
+    from wipwatch.dashboards.export import export
+
+    settings = load_settings(site_file=site)
+    for path in export(load_site(settings.site_file), directory):
+        console.print(f"wrote {path}")
+
+
+@dashboards_app.command("publish")
+def dashboards_publish(
+    url: Annotated[str, typer.Option("--url", help="Grafana base URL, e.g. http://localhost:3000")],
+    token: Annotated[
+        str | None, typer.Option("--token", envvar="GRAFANA_TOKEN", help="service-account token (Editor)")
+    ] = None,
+    site: SiteOpt = None,
+) -> None:
+    """Create or overwrite the dashboards in a Grafana through its HTTP API (same uids every time)."""
+    from wipwatch.dashboards.publish import FOLDER_TITLE, publish
+
+    settings = load_settings(site_file=site)
+    for item in publish(load_site(settings.site_file), url, token):
+        console.print(
+            f"published {item.uid} v{item.version} in folder {FOLDER_TITLE}: {url.rstrip('/')}{item.url}"
+        )
+
+
+@app.command()
+def board(
+    site: SiteOpt = None,
+    influx_url: Annotated[str | None, typer.Option(help="InfluxDB URL")] = None,
+    port: Annotated[
+        int | None, typer.Option(help="listen on 127.0.0.1:PORT (default WIPWATCH_BOARD_PORT)")
+    ] = None,
+    interval: Annotated[float | None, typer.Option(help="seconds between live updates")] = None,
+    stale_after: Annotated[float, typer.Option(help="say 'no data' after this many seconds without")] = 10.0,
+) -> None:
+    """Serve the live value-stream board (WIP piles, bottleneck, lead time) in the browser."""
+    from wipwatch.dashboards.board.app import serve
+    from wipwatch.dashboards.board.snapshot import SnapshotSource
+    from wipwatch.influx import InfluxTarget
+    from wipwatch.services import port_in_use
+
+    settings = load_settings(site_file=site, influx_url=influx_url, board_port=port, board_interval=interval)
+    site_model = load_site(settings.site_file)
+    if port_in_use(settings.board_port, settings.board_host):
+        raise ServiceError(
+            f"port {settings.board_port} on {settings.board_host} is in use; choose another with --port"
+        )
+    try:
+        target = InfluxTarget.from_settings(settings)
+    except ServiceError:  # start anyway: the page says "InfluxDB unreachable" until it answers
+        target = InfluxTarget.from_settings(settings, detect=False)
+    source = SnapshotSource(site_model, target, stale_after)
+    console.print(f"wipwatch board: http://{settings.board_host}:{settings.board_port}/  (Ctrl-C stops it)")
+    serve(source, settings.board_host, settings.board_port, settings.board_interval)
+
+
 # ---------------------------------------------------------------- up
 
 
@@ -307,10 +377,14 @@ def up(
         if not no_simulator:
             sim = python_module_argv("simulate", "--speed", speed, "--seed", str(seed))
             children.append(spawn("simulator", sim, logs, env))
+        board_argv = python_module_argv("board", "--port", str(settings.board_port))
+        children.append(spawn("board", board_argv, logs, env))
+        children[-1].address = f"http://{settings.board_host}:{settings.board_port}/"
         table = Table(title="wipwatch is up", show_header=False)
         for child in [*stack.children.values(), *children]:
             table.add_row(child.name, f"pid {child.pid}", child.address or f"log {child.log_path}")
         console.print(table)
+        console.print(f"Live board: [bold]http://{settings.board_host}:{settings.board_port}/[/]")
         console.print(f"Watch WIP: [bold]wipwatch top[/] (env: WIPWATCH_INFLUX_URL={stack.influx_url})")
         console.print("Ctrl-C stops everything.")
         while not stop_requested["signal"]:

@@ -55,6 +55,11 @@ class Settings(BaseSettings):
     processor_batch_size: int = Field(2000, ge=1)
     processor_batch_seconds: float = Field(0.2, gt=0)
 
+    #: The built-in live board (``wipwatch board``): where it listens and how often it pushes a snapshot.
+    board_host: str = "127.0.0.1"
+    board_port: int = Field(18088, ge=1, le=65535)
+    board_interval: float = Field(1.0, gt=0, le=60)
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     def with_overrides(self, **overrides: Any) -> Settings:

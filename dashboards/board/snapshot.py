@@ -1,0 +1,196 @@
+"""One snapshot of the value stream for the live board: the site file's layout with the latest metrics.
+
+Every measurement is read on its own, so a measurement the processors do not (yet) write leaves its
+fields ``None`` (the page shows a dash) instead of breaking the board. Field names follow the measurement
+contract in docs/metrics.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from wipwatch.errors import ServiceError
+from wipwatch.influx import InfluxTarget, query, rows
+from wipwatch.site import Site
+
+log = logging.getLogger(__name__)
+
+#: The pseudo-location under which line-level metrics are written.
+LINE_LOCATION = "_line"
+
+
+@dataclass(frozen=True)
+class Latest:
+    """The latest point of ``measurement`` per group: ``selector`` picks it, ``fields`` come with it.
+
+    InfluxQL returns the selected point's own values for plain fields beside one selector, so all fields
+    of one point arrive together.
+    """
+
+    measurement: str
+    selector: str
+    fields: tuple[str, ...]
+    group_by: tuple[str, ...] = ("line", "location")
+
+    def influxql(self, site_id: str) -> str:
+        plain = "".join(f', "{f}"' for f in self.fields)
+        groups = ", ".join(f'"{g}"' for g in self.group_by)
+        return (
+            f'SELECT last("{self.selector}") AS "{self.selector}"{plain} FROM "{self.measurement}" '
+            f"WHERE \"site\" = '{site_id}' GROUP BY {groups}"
+        )
+
+
+MEASUREMENTS: tuple[Latest, ...] = (
+    Latest("wip", "parts", ("value",)),
+    Latest("queue", "growth_per_hour", ("since_shrink_s",)),
+    Latest("throughput", "parts_per_hour", ("demand_per_hour", "production_ratio")),
+    Latest("flow_time", "p90_s", ("p50_s", "p99_s", "oldest_age_s")),
+    Latest("lead_time", "littles_law_s", ("measured_s", "value_added_ratio"), ("line",)),
+    Latest("bottleneck", "momentary", ("share", "active_period_s")),
+    Latest("station", "working_s", ("state", "starved_s", "blocked_s", "down_s")),
+    Latest("cost", "tied_up", ("holding_cost",)),
+)
+
+#: Trend lines: this much event time before the latest WIP point, in this many buckets.
+TREND_WINDOW_S = 3600
+TREND_BUCKETS = 60
+
+
+def _num(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+class SnapshotSource:
+    """Builds snapshots from InfluxDB and tracks when data last advanced (for "no data for N s")."""
+
+    def __init__(
+        self,
+        site: Site,
+        target: InfluxTarget,
+        stale_after_s: float = 10.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if stale_after_s <= 0:
+            raise ValueError(f"stale_after_s must be > 0, got {stale_after_s}")
+        self.site = site
+        self.target = target
+        self.stale_after_s = stale_after_s
+        self._clock = clock
+        self._data_time_us: int | None = None
+        self._advanced_at: float | None = None
+
+    def _latest(self, spec: Latest) -> dict[tuple[str, ...], dict[str, Any]]:
+        found = rows(query(self.target, spec.influxql(self.site.site)))
+        return {tuple(r.get(g, "") for g in spec.group_by): r for r in found}
+
+    def _trends(self, latest_us: int) -> dict[tuple[str, str], list[float | None]]:
+        bucket_s = TREND_WINDOW_S // TREND_BUCKETS
+        start_us = latest_us - TREND_WINDOW_S * 1_000_000
+        found = rows(
+            query(
+                self.target,
+                f'SELECT last("parts") AS "parts" FROM "wip" WHERE "site" = \'{self.site.site}\' '
+                f"AND time > {start_us}u AND time <= {latest_us}u "
+                f'GROUP BY time({bucket_s}s), "line", "location" fill(previous)',
+            )
+        )
+        trends: dict[tuple[str, str], list[float | None]] = {}
+        for r in found:
+            trends.setdefault((r["line"], r["location"]), []).append(_num(r.get("parts")))
+        # bucket boundaries align to the clock, so the window can touch one bucket more than asked
+        return {key: values[-TREND_BUCKETS:] for key, values in trends.items()}
+
+    def snapshot(self) -> dict[str, Any]:
+        """The site's lines and locations in flow order with their latest metrics (None where missing)."""
+        data: dict[str, dict[tuple[str, ...], dict[str, Any]]] = {}
+        error: str | None = None
+        for spec in MEASUREMENTS:
+            try:
+                data[spec.measurement] = self._latest(spec)
+            except ServiceError as exc:
+                error = str(exc)
+                data[spec.measurement] = {}
+        wip_times = [r["time"] for r in data["wip"].values() if isinstance(r.get("time"), int)]
+        latest_us = max(wip_times) if wip_times else None
+        trends: dict[tuple[str, str], list[float | None]] = {}
+        if latest_us is not None and error is None:
+            try:
+                trends = self._trends(latest_us)
+            except ServiceError as exc:
+                error = str(exc)
+        now = self._clock()
+        if latest_us is not None and latest_us != self._data_time_us:
+            self._data_time_us, self._advanced_at = latest_us, now
+        lines = [self._line(line.id, data, trends) for line in self.site.lines]
+        tied = [loc["value"] for line in lines for loc in line["locations"] if loc["value"] is not None]
+        wip = [loc["wip"] for line in lines for loc in line["locations"] if loc["wip"] is not None]
+        return {
+            "site": self.site.site,
+            "name": self.site.name or self.site.site,
+            "currency": self.site.currency,
+            "generated_at": now,
+            "data_time_us": self._data_time_us,
+            "stale_s": None if self._advanced_at is None else round(now - self._advanced_at, 1),
+            "stale_after_s": self.stale_after_s,
+            "influx_error": error,
+            "totals": {"wip": sum(wip) if wip else None, "tied_up": sum(tied) if tied else None},
+            "lines": lines,
+        }
+
+    def _line(
+        self,
+        line_id: str,
+        data: dict[str, dict[tuple[str, ...], dict[str, Any]]],
+        trends: dict[tuple[str, str], list[float | None]],
+    ) -> dict[str, Any]:
+        line = self.site.line(line_id)
+
+        def get(measurement: str, location: str, field: str) -> Any:
+            return data[measurement].get((line_id, location), {}).get(field)
+
+        lead = data["lead_time"].get((line_id,), {})
+        locations = []
+        for loc in line.locations:
+            wip = get("wip", loc.id, "parts")
+            momentary = get("bottleneck", loc.id, "momentary")
+            locations.append(
+                {
+                    "id": loc.id,
+                    "name": loc.label,
+                    "kind": loc.kind.value,
+                    "cap": loc.cap,
+                    "wip": int(wip) if isinstance(wip, int | float) else None,
+                    "value": _num(get("wip", loc.id, "value")),
+                    "growth_per_hour": _num(get("queue", loc.id, "growth_per_hour")),
+                    "since_shrink_s": _num(get("queue", loc.id, "since_shrink_s")),
+                    "oldest_age_s": _num(get("flow_time", loc.id, "oldest_age_s")),
+                    "p90_s": _num(get("flow_time", loc.id, "p90_s")),
+                    "throughput_per_hour": _num(get("throughput", loc.id, "parts_per_hour")),
+                    "bottleneck": None if momentary is None else bool(momentary),
+                    "bottleneck_share": _num(get("bottleneck", loc.id, "share")),
+                    "state": get("station", loc.id, "state"),
+                    "starved_s": _num(get("station", loc.id, "starved_s")),
+                    "blocked_s": _num(get("station", loc.id, "blocked_s")),
+                    "tied_up": _num(get("cost", loc.id, "tied_up")),
+                    "holding_cost": _num(get("cost", loc.id, "holding_cost")),
+                    "trend": trends.get((line_id, loc.id), []),
+                }
+            )
+        return {
+            "id": line.id,
+            "name": line.name or line.id,
+            "demand_per_hour": line.demand_per_hour,
+            "takt_s": line.takt_seconds,
+            "throughput_per_hour": _num(get("throughput", LINE_LOCATION, "parts_per_hour")),
+            "production_ratio": _num(get("throughput", LINE_LOCATION, "production_ratio")),
+            "flow_p90_s": _num(get("flow_time", LINE_LOCATION, "p90_s")),
+            "littles_law_s": _num(lead.get("littles_law_s")),
+            "measured_lead_s": _num(lead.get("measured_s")),
+            "value_added_ratio": _num(lead.get("value_added_ratio")),
+            "locations": locations,
+        }

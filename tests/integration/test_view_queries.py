@@ -1,0 +1,196 @@
+"""Every Grafana panel query and the live board's snapshot, run against a real InfluxDB.
+
+InfluxDB is filled with points of every measurement in the processors' contract (docs/metrics.md),
+written here by hand through wipwatch.influx, so the expected numbers are known without the processors.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from wipwatch.dashboards.board.snapshot import SnapshotSource
+from wipwatch.dashboards.export import build_all
+from wipwatch.dashboards.influxql import expand
+
+from tests.conftest import EXAMPLE_SITE
+from wipwatch.influx import InfluxTarget, InfluxWriter, line, query, rows
+from wipwatch.services import NativeStack
+from wipwatch.site import LocationKind, Site, load_site
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+T0 = int(datetime(2026, 11, 25, 6, 0, tzinfo=UTC).timestamp() * 1_000_000)
+MINUTE = 60_000_000
+#: WIP per location at the two sample times (minute 10 and minute 20): the later values are the "latest".
+WIP_EARLY = {"raw": 3, "cut": 1, "b-cut": 7, "press": 1, "b-press": 12, "weld": 1, "b-weld": 4}
+WIP_LATE = {"raw": 2, "cut": 1, "b-cut": 9, "press": 1, "b-press": 18, "weld": 0, "b-weld": 5}
+
+
+def contract_lines(site: Site, with_bottleneck: bool = True) -> list[str]:
+    """Points of every measurement for the example site; values are simple functions of the location."""
+    out: list[str] = []
+    line_id = site.lines[0].id
+    base = {"site": site.site, "line": line_id}
+    for index, loc in enumerate(site.lines[0].locations):
+        tags = {**base, "location": loc.id}
+        for minute, wip in ((10, WIP_EARLY), (20, WIP_LATE)):
+            t = T0 + minute * MINUTE
+            parts = wip.get(loc.id, 0)
+            out.append(
+                line(
+                    "wip",
+                    {**tags, "kind": loc.kind.value},
+                    {"parts": parts, "value": parts * loc.unit_value},
+                    t,
+                )
+            )
+            out.append(
+                line("queue", tags, {"growth_per_hour": float(index - 3), "since_shrink_s": 60.0 * index}, t)
+            )
+            out.append(
+                line(
+                    "flow_time",
+                    tags,
+                    {"p50_s": 60.0, "p90_s": 90.0, "p99_s": 99.0, "oldest_age_s": 100.0 + index},
+                    t,
+                )
+            )
+            out.append(
+                line("cost", tags, {"tied_up": parts * loc.unit_value, "holding_cost": minute * 0.5}, t)
+            )
+            if loc.kind is LocationKind.STATION:
+                fields = {"parts_per_hour": 50.0, "demand_per_hour": 55.0, "production_ratio": 50 / 55}
+                out.append(line("throughput", tags, fields, t))
+                state = {"state": "working", "working_s": 60.0 * minute, "starved_s": 5.0 * minute}
+                out.append(line("station", tags, {**state, "blocked_s": 2.0 * minute, "down_s": 0.0}, t))
+                if with_bottleneck:
+                    is_press = loc.id == "press"
+                    fields = {
+                        "momentary": int(is_press),
+                        "share": 0.6 if is_press else 0.1,
+                        "sole_share": 0.5 if is_press else 0.05,
+                        "shifting_share": 0.1 if is_press else 0.05,
+                        "active_period_s": 300.0 if is_press else 40.0,
+                    }
+                    out.append(line("bottleneck", tags, fields, t))
+    for minute in (10, 20):
+        t = T0 + minute * MINUTE
+        line_tags = {**base, "location": "_line"}
+        fields = {"parts_per_hour": 48.0, "demand_per_hour": 55.0, "production_ratio": 48 / 55}
+        out.append(line("throughput", line_tags, fields, t))
+        fields = {"p50_s": 600.0, "p90_s": 900.0, "p99_s": 1200.0, "oldest_age_s": 1500.0}
+        out.append(line("flow_time", line_tags, fields, t))
+        fields = {"littles_law_s": 2700.0, "measured_s": 3000.0, "value_added_ratio": 0.08}
+        out.append(line("lead_time", base, fields, t))
+    out.append(
+        line("data_quality", {**base, "location": "b-cut", "reason": "negative_wip"}, {"count": 1}, T0)
+    )
+    return out
+
+
+def _write(stack: NativeStack, lines: list[str]) -> InfluxTarget:
+    target = InfluxTarget(stack.influx_url, "1", "wipwatch", "wipwatch", "wipwatch", "")
+    writer = InfluxWriter(target, batch_size=1000, flush_seconds=0.05)
+    writer.write(lines)
+    writer.close()
+    assert writer.written == len(lines) and writer.rejected == 0
+    return target
+
+
+def _aliases(query_text: str) -> list[str]:
+    return re.findall(r'AS "([^"]+)"', query_text.split(" FROM (")[0])
+
+
+def test_every_panel_query_returns_rows_with_its_columns(stack: NativeStack) -> None:
+    site = load_site(EXAMPLE_SITE)
+    target = _write(stack, contract_lines(site))
+    variables = {"site": site.site, "line": "line1"}
+    checked = 0
+    for uid, model in build_all(site).items():
+        for panel in model["panels"]:
+            for t in panel["targets"]:
+                sql = expand(
+                    t["query"], variables, "'2026-11-25T05:00:00Z'", "'2026-11-25T08:00:00Z'", interval="1m"
+                )
+                found = rows(query(target, sql))
+                where = f"{uid} / {panel['title']} / {t['refId']}"
+                assert found, f"no rows: {where}\n{sql}"
+                columns = set(found[0])
+                assert {"time", *_aliases(t["query"])} <= columns, f"{where}: columns {columns}"
+                values = [r[a] for r in found for a in _aliases(t["query"])]
+                assert any(v is not None for v in values), f"all values null: {where}"
+                checked += 1
+    assert checked >= 30  # 11 flow-order bar targets plus every other panel's query
+
+
+def test_panel_values_match_the_written_points(stack: NativeStack) -> None:
+    site = load_site(EXAMPLE_SITE)
+    target = _write(stack, contract_lines(site))
+    models = build_all(site)
+    variables = {"site": site.site, "line": "line1"}
+
+    def run(model_uid: str, title: str, ref: int = 0) -> list[dict[str, Any]]:
+        panel = next(p for p in models[model_uid]["panels"] if p["title"] == title)
+        sql = expand(
+            panel["targets"][ref]["query"], variables, "'2026-11-25T05:00:00Z'", "'2026-11-25T08:00:00Z'"
+        )
+        return rows(query(target, sql))
+
+    bars = [run("wipwatch-site-overview", "WIP by location (flow order)", i)[0]["parts"] for i in range(7)]
+    assert bars == [2, 1, 9, 1, 18, 0, 5]
+    # money tied up = sum of latest parts x unit_value: raw 2x4 + b-cut 9x6 + b-press 18x9 + b-weld 5x12
+    tied = run("wipwatch-site-overview", "Money tied up in WIP")[0]["tied_up"]
+    assert tied == pytest.approx(2 * 4 + 9 * 6 + 18 * 9 + 5 * 12)
+    bottlenecks = run("wipwatch-site-overview", "Current bottlenecks")
+    press = next(r for r in bottlenecks if r["location"] == "press")
+    assert (press["momentary"], press["share"]) == (1, 0.6)
+    peaks = {
+        r["location"]: r["peak"]
+        for r in run("wipwatch-shift-review", "Peak and mean WIP per location over the shift")
+    }
+    assert peaks["b-press"] == 18 and peaks["raw"] == 3
+
+
+def test_board_snapshot_shows_latest_values_and_dashes_for_missing(stack: NativeStack) -> None:
+    site = load_site(EXAMPLE_SITE)
+    target = _write(stack, contract_lines(site, with_bottleneck=False))
+    clock = {"now": 1000.0}
+    source = SnapshotSource(site, target, clock=lambda: clock["now"])
+    snap = source.snapshot()
+    assert snap["influx_error"] is None
+    locations = snap["lines"][0]["locations"]
+    assert [loc["id"] for loc in locations] == [loc.id for loc in site.lines[0].locations]
+    assert [loc["wip"] for loc in locations] == [2, 1, 9, 1, 18, 0, 5, 0, 0, 0, 0]
+    b_press = locations[4]
+    assert b_press["value"] == 18 * 9.0 and b_press["cap"] == 20
+    assert b_press["growth_per_hour"] == 1.0 and b_press["oldest_age_s"] == 104.0
+    assert b_press["bottleneck"] is None  # no bottleneck measurement written: shown as a dash
+    assert locations[3]["state"] == "working" and locations[3]["starved_s"] == 100.0
+    assert snap["totals"] == {"wip": 36, "tied_up": 2 * 4 + 9 * 6 + 18 * 9 + 5 * 12}
+    line_view = snap["lines"][0]
+    assert (line_view["littles_law_s"], line_view["measured_lead_s"]) == (2700.0, 3000.0)
+    assert line_view["throughput_per_hour"] == 48.0
+    # trend: one bucket per minute over the hour before the latest point; the last bucket holds it
+    assert len(b_press["trend"]) == 60 and b_press["trend"][-1] == 18
+    assert snap["stale_s"] == 0.0
+    clock["now"] += 25
+    assert source.snapshot()["stale_s"] == 25.0  # no new points: "no data for 25 s"
+    _write(stack, [line("wip", {"site": site.site, "line": "line1", "location": "raw", "kind": "store"},
+                        {"parts": 4, "value": 16.0}, T0 + 30 * MINUTE)])  # fmt: skip
+    again = source.snapshot()
+    assert again["stale_s"] == 0.0 and again["lines"][0]["locations"][0]["wip"] == 4
+
+
+def test_board_snapshot_with_nothing_written_and_with_influx_down(stack: NativeStack) -> None:
+    site = load_site(EXAMPLE_SITE)
+    target = InfluxTarget(stack.influx_url, "1", "wipwatch", "wipwatch", "wipwatch", "")
+    empty = SnapshotSource(site, target).snapshot()
+    assert empty["stale_s"] is None and empty["influx_error"] is None
+    assert all(loc["wip"] is None for loc in empty["lines"][0]["locations"])
+    stack.children["influxdb"].stop()
+    down = SnapshotSource(site, target).snapshot()
+    assert "does not answer" in down["influx_error"]
+    assert down["totals"] == {"wip": None, "tied_up": None}
