@@ -98,8 +98,8 @@ def simulate(
     mqtt_port: Annotated[int | None, typer.Option(help="MQTT broker port")] = None,
 ) -> None:
     """Drive parts through the site's lines and publish their movements over MQTT."""
+    from wipwatch.mqtt import MqttPublisher
     from wipwatch.simulators.line import simulate_site
-    from wipwatch.simulators.publisher import MqttPublisher
 
     settings = load_settings(site_file=site, mqtt_port=mqtt_port)
     site_model = load_site(settings.site_file)
@@ -327,6 +327,139 @@ def up(
             child.stop()
         stack.stop()
         console.print("stopped every child process")
+
+
+# ---------------------------------------------------------------- record / replay (issue #7)
+
+
+def parse_time_point(text: str) -> Any:
+    """A replay bound: ISO 8601 with timezone (absolute), or a duration after the recording's start."""
+    from wipwatch.recorder.replay import TimePoint
+
+    if "T" in text or "-" in text[1:]:
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            raise typer.BadParameter(f"{text!r} is neither ISO 8601 nor a duration like 2h30m") from None
+        if moment.tzinfo is None:
+            raise typer.BadParameter(f"{text!r} needs a timezone, e.g. 2026-11-25T06:00:00+00:00")
+        return TimePoint(moment.timestamp())
+    return TimePoint(parse_duration(text), relative=True)
+
+
+@app.command()
+def record(
+    out: Annotated[Path, typer.Option("--out", help="recording file to write")],
+    topics: Annotated[
+        list[str] | None, typer.Option("--topics", help="topic filter; repeat for more (default: events)")
+    ] = None,
+    duration: Annotated[
+        str | None, typer.Option(help="stop after this long, e.g. 8h (default: Ctrl-C)")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="native (gzip JSON lines), csv or jsonl")] = "native",
+    mqtt_port: Annotated[int | None, typer.Option(help="MQTT broker port")] = None,
+    client_id: Annotated[str, typer.Option(help="MQTT client id (persistent session)")] = "wipwatch-recorder",
+) -> None:
+    """Record MQTT messages (receive time, topic, QoS, payload) to a file until Ctrl-C or --duration."""
+    from rich.live import Live
+
+    from wipwatch.recorder.formats import WRITE_FORMATS, RecordingWriter
+    from wipwatch.recorder.record import DEFAULT_TOPICS, Recorder
+
+    if fmt not in WRITE_FORMATS:
+        raise typer.BadParameter(f"--format must be one of {', '.join(WRITE_FORMATS)}, got {fmt!r}")
+    seconds = parse_duration(duration) if duration else None
+    settings = load_settings(mqtt_port=mqtt_port)
+    writer = RecordingWriter(out, fmt)
+    recorder = Recorder(
+        writer, settings.mqtt_host, settings.mqtt_port, topics or DEFAULT_TOPICS, client_id, settings.mqtt_qos
+    )
+    signal.signal(signal.SIGINT, lambda *_: recorder.stop())
+    signal.signal(signal.SIGTERM, lambda *_: recorder.stop())
+    began = time.monotonic()
+
+    def status(r: Recorder) -> str:
+        rate = r.received / max(time.monotonic() - began, 1e-9)
+        return (
+            f"recording {out}: {r.received} messages ({rate:.0f}/s), "
+            f"{r.payload_bytes / 1e6:.2f} MB payload, {r.writer.bytes_written / 1e6:.2f} MB on disk"
+        )
+
+    try:
+        recorder.start()
+        recorder.wait_subscribed()
+        with Live(status(recorder), console=err_console, transient=False) as live:
+            recorder.run(seconds, on_flush=lambda r: live.update(status(r)))
+            live.update(status(recorder))
+    finally:
+        recorder.close()
+    err_console.print(f"recorded {writer.messages} messages to {out}")
+
+
+@app.command()
+def replay(
+    file: Annotated[
+        Path, typer.Argument(help="recording: wipwatch, mqtt-recorder CSV, mosquitto_sub %j, dry-run")
+    ],
+    speed: Annotated[
+        str, typer.Option(help="1 = real time, 60 = an hour a minute, max = as fast as possible")
+    ] = "1",
+    from_: Annotated[
+        str | None, typer.Option("--from", help="start: ISO time or offset like 2h (receive time)")
+    ] = None,
+    to: Annotated[
+        str | None, typer.Option("--to", help="end (exclusive): ISO time or offset like 3h")
+    ] = None,
+    loop: Annotated[bool, typer.Option("--loop", help="start over at the end until Ctrl-C")] = False,
+    mqtt_port: Annotated[int | None, typer.Option(help="MQTT broker port")] = None,
+    client_id: Annotated[str, typer.Option(help="MQTT client id")] = "wipwatch-replay",
+) -> None:
+    """Publish a recording again (QoS 1), payloads and event times unchanged."""
+    import threading
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from wipwatch.mqtt import MqttPublisher
+    from wipwatch.recorder.formats import read_recording
+    from wipwatch.recorder.replay import replay as run_replay
+
+    factor = parse_speed(speed)
+    start, end = (parse_time_point(t) if t else None for t in (from_, to))
+    if not file.is_file():
+        raise typer.BadParameter(f"{file} is not a file")
+    settings = load_settings(mqtt_port=mqtt_port)
+    reader = read_recording(file)
+    reader.detect()  # an unknown format fails here, before connecting to the broker
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    publisher = MqttPublisher(settings.mqtt_host, settings.mqtt_port, client_id, qos=settings.mqtt_qos)
+    columns = (
+        TextColumn("replay"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%  {task.fields[messages]} messages"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    )
+    try:
+        with Progress(*columns, console=err_console) as bar:
+            task = bar.add_task("replay", total=reader.size() or 1, messages=0)
+
+            def progress(published: int, position: int, size: int) -> None:
+                bar.update(task, completed=position, total=size or 1, messages=published)
+
+            result = run_replay(reader, publisher.publish, factor, start, end, loop, stop, progress)
+    finally:
+        publisher.close()
+    for skip in result.skipped:
+        err_console.print(f"skipped {file}: {skip}", markup=False, highlight=False)
+    err_console.print(
+        f"replayed {result.published} messages ({result.format}) in {result.seconds:.1f}s; "
+        f"{len(result.skipped)} skipped, {result.outside_window} outside --from/--to",
+        markup=False,
+        highlight=False,
+    )
 
 
 def main() -> None:

@@ -12,12 +12,12 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from wipwatch.ingest import read_status, wait_subscribed
 from wipwatch.simulators.line import simulate_site
-from wipwatch.simulators.publisher import MqttPublisher
 
 from tests.conftest import EXAMPLE_SITE, stack_env, stack_settings
 from tests.polling import eventually
 from wipwatch.cli import wip_snapshot
 from wipwatch.events import Event
+from wipwatch.mqtt import MqttPublisher
 from wipwatch.services import ChildProcess, NativeStack, python_module_argv, spawn
 from wipwatch.site import load_site
 
