@@ -272,14 +272,29 @@ def up(
     speed: Annotated[str, typer.Option(help="simulator speed (simulated seconds per real second)")] = "60",
     seed: Annotated[int, typer.Option(help="simulator seed")] = 1,
     no_simulator: Annotated[bool, typer.Option("--no-simulator", help="wait for real floor sensors")] = False,
+    replay_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--replay", help="replay this recording at --speed instead of simulating, in a fresh stack"
+        ),
+    ] = None,
+    database: Annotated[
+        str | None,
+        typer.Option(
+            help="InfluxDB database (default WIPWATCH_INFLUX_DB; with --replay: replay-<file name>)"
+        ),
+    ] = None,
 ) -> None:
     """Run the embedded default stack: mosquitto, Kafka, InfluxDB, ingest, processors and a simulator."""
     from wipwatch.ingest import wait_subscribed
     from wipwatch.services import NativeStack, Ports, python_module_argv, spawn
 
-    settings = load_settings(site_file=site, run_dir=run_dir)
+    settings = load_settings(site_file=site, run_dir=run_dir, influx_db=database)
     load_site(settings.site_file)
     run = settings.run_dir.resolve()
+    if replay_file is not None:
+        run, database = replay_stack(run, replay_file, database)
+        settings = settings.with_overrides(influx_db=database)
     ports = Ports(settings.mqtt_port, _port_of(settings.kafka_bootstrap), _port_of(settings.influx_url))
     stack = NativeStack(run / "stack", ports, settings.influx_db)
     children = []
@@ -298,22 +313,35 @@ def up(
             "WIPWATCH_MQTT_PORT": str(ports.mqtt),
             "WIPWATCH_KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
             "WIPWATCH_INFLUX_URL": stack.influx_url,
+            "WIPWATCH_INFLUX_DB": settings.influx_db,
         }
         logs = run / "logs"
         ingest_child = spawn("ingest", python_module_argv("ingest"), logs, env)
         children.append(ingest_child)
         wait_subscribed(ingest_child, run, settings.ingest_client_id)
         children.append(spawn("processors", python_module_argv("process"), logs, env))
-        if not no_simulator:
+        finite = None  # a child that may finish: the replay
+        if replay_file is not None:
+            argv = python_module_argv("replay", str(replay_file.resolve()), "--speed", speed)
+            finite = spawn("replay", argv, logs, env)
+            children.append(finite)
+        elif not no_simulator:
             sim = python_module_argv("simulate", "--speed", speed, "--seed", str(seed))
             children.append(spawn("simulator", sim, logs, env))
         table = Table(title="wipwatch is up", show_header=False)
         for child in [*stack.children.values(), *children]:
             table.add_row(child.name, f"pid {child.pid}", child.address or f"log {child.log_path}")
         console.print(table)
-        console.print(f"Watch WIP: [bold]wipwatch top[/] (env: WIPWATCH_INFLUX_URL={stack.influx_url})")
+        console.print(
+            f"Watch WIP: [bold]wipwatch top[/] (env: WIPWATCH_INFLUX_URL={stack.influx_url} "
+            f"WIPWATCH_INFLUX_DB={settings.influx_db})"
+        )
         console.print("Ctrl-C stops everything.")
         while not stop_requested["signal"]:
+            if finite is not None and not finite.alive() and finite.process.returncode == 0:
+                console.print("replay finished; the stack stays up for review until Ctrl-C")
+                children.remove(finite)
+                finite = None
             dead = [c for c in children if not c.alive()]
             if dead:
                 err_console.print(
@@ -460,6 +488,28 @@ def replay(
         markup=False,
         highlight=False,
     )
+
+
+def replay_stack(run_dir: Path, recording: Path, database: str | None) -> tuple[Path, str]:
+    """Run directory and InfluxDB database of ``up --replay``: a fresh stack apart from live data.
+
+    The replay's Kafka topics, Faust tables and InfluxDB live under ``<run_dir>/replays/<database>``,
+    emptied first: the processors must start from nothing, as the original run did, and everything there
+    is derived from the recording. The database name defaults to ``replay-<recording name>``.
+    """
+    import shutil
+
+    if not recording.is_file():
+        raise typer.BadParameter(f"--replay {recording}: no such file")
+    if database is None:
+        stem = recording.name.split(".")[0]
+        database = "replay-" + (re.sub(r"[^A-Za-z0-9_-]+", "-", stem).strip("-") or "recording")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", database) or ".." in database:
+        raise typer.BadParameter(f"--database {database!r}: use letters, digits, '_', '-', '.' (max 64)")
+    run = run_dir / "replays" / database
+    if run.exists():
+        shutil.rmtree(run)
+    return run, database
 
 
 def main() -> None:

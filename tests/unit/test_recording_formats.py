@@ -70,7 +70,13 @@ def test_reads_mosquitto_sub_j_and_capital_j(tmp_path: Path) -> None:
     lines = [
         {"tst": "2025-11-25T06:00:00.250000Z+0000", "topic": "a/b", "qos": 1, "retain": 0, "payload": "x y"},
         # %J embeds a JSON payload unquoted; a +0100 offset is one hour earlier in UTC
-        {"tst": "2025-11-25T07:00:01.000000+0100", "topic": "a/c", "qos": 0, "retain": 1, "payload": {"k": 2}},
+        {
+            "tst": "2025-11-25T07:00:01.000000+0100",
+            "topic": "a/c",
+            "qos": 0,
+            "retain": 1,
+            "payload": {"k": 2},
+        },
     ]
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
     reader = read_recording(path)
