@@ -169,6 +169,7 @@ class Recorder:
         if any(r.is_failure for r in reasons):
             log.error("mqtt subscribe refused reasons=%s", reasons)
             return
+        log.info("mqtt subscribed topics=%s qos=%d", ",".join(self.topics), self.qos)
         self._subscribed.set()
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
