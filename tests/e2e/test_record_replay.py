@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from wipwatch.ingest import wait_subscribed
-from wipwatch.recorder.formats import RecordingWriter, read_recording
+from wipwatch.recorder.formats import Message, RecordingWriter, read_recording
 from wipwatch.recorder.record import Recorder
 from wipwatch.recorder.replay import replay
 from wipwatch.simulators.line import simulate_site
@@ -23,9 +23,12 @@ from wipwatch.simulators.line import simulate_site
 from tests.conftest import EXAMPLE_SITE, stack_env, stack_settings
 from tests.polling import eventually
 from wipwatch.cli import wip_snapshot
-from wipwatch.influx import InfluxTarget, last_values
+from wipwatch.errors import ServiceError
+from wipwatch.events import encode_event, topic_for
+from wipwatch.influx import InfluxTarget, last_values, query
 from wipwatch.mqtt import MqttPublisher
 from wipwatch.services import ChildProcess, NativeStack, Ports, python_module_argv, spawn
+from wipwatch.settings import load_settings
 from wipwatch.site import load_site
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -128,3 +131,58 @@ def test_replay_at_max_into_a_fresh_stack_reproduces_every_metric(stack: NativeS
                 InfluxTarget.from_settings(settings_b), workers_b, lambda state: state == original, 180
             )
     assert replayed == original
+
+
+def test_up_replay_fills_its_own_database_in_a_fresh_stack(tmp_path: Path) -> None:
+    """``wipwatch up --replay FILE --database NAME``: no simulator, the replay's metrics land in NAME only."""
+    site = load_site(EXAMPLE_SITE)
+    recording = tmp_path / "shift-2026-11-25.gz"
+    writer = RecordingWriter(recording)
+    start = datetime(2026, 11, 25, 6, 0, tzinfo=UTC)
+
+    def sink(event: Any) -> None:
+        writer.write(Message(topic_for(event), encode_event(event), 1, False, event.timestamp))
+
+    truth = simulate_site(site, sink, seed=5, duration=2 * 3600, start=start)
+    writer.close()
+    expected = {
+        f"{line.id}/{loc.id}": truth.wip.get(f"{line.id}/{loc.id}", 0) for line, loc in site.iter_locations()
+    }
+
+    ports = Ports.free()
+    env = {
+        "WIPWATCH_SITE_FILE": str(EXAMPLE_SITE),
+        "WIPWATCH_MQTT_PORT": str(ports.mqtt),
+        "WIPWATCH_KAFKA_BOOTSTRAP": f"127.0.0.1:{ports.kafka}",
+        "WIPWATCH_INFLUX_URL": f"http://127.0.0.1:{ports.influx}",
+    }
+    run_dir = tmp_path / "run"
+    argv = python_module_argv("up", "--run-dir", str(run_dir), "--replay", str(recording))
+    up = spawn("up", [*argv, "--database", "shift-1125", "--speed", "max"], tmp_path / "logs", env)
+    try:
+        settings = load_settings(
+            site_file=EXAMPLE_SITE,
+            run_dir=run_dir,
+            influx_url=env["WIPWATCH_INFLUX_URL"],
+            influx_db="shift-1125",
+        )
+
+        def wip() -> dict[str, int]:
+            assert up.alive(), up.log_tail(40)
+            try:
+                snapshot = wip_snapshot(settings)
+            except ServiceError:  # not up yet
+                return {}
+            return {f"{x['line']}/{x['location']}": x["wip"] for x in snapshot["locations"]}
+
+        eventually(wip, lambda got: got == expected, timeout=180, what=f"replayed WIP {expected}")
+        eventually(up.log_tail, lambda text: "replay finished" in text, timeout=30, what="replay finished")
+        target = InfluxTarget.from_settings(settings)
+        databases = {v[0] for s in query(target, "SHOW DATABASES") for v in s.get("values", [])}
+        assert "shift-1125" in databases
+        assert "wipwatch" not in databases, "the live database must stay untouched"
+        assert (run_dir / "replays" / "shift-1125" / "stack").is_dir()
+        assert "simulator" not in up.log_tail(60)
+    finally:
+        up.stop(30)
+    assert up.process.returncode == 0, up.log_tail(40)
