@@ -27,7 +27,7 @@ import io
 import logging
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -105,7 +105,7 @@ class RecordingReader:
         try:
             self.compressed = raw.read(2) == _GZIP_MAGIC
             raw.seek(0)
-            stream: IO[bytes] = gzip.GzipFile(fileobj=raw, mode="rb") if self.compressed else raw
+            stream: Iterable[bytes] = gzip.GzipFile(fileobj=raw, mode="rb") if self.compressed else raw
             yield from self._messages(stream)
         finally:
             raw.close()
@@ -120,7 +120,7 @@ class RecordingReader:
             break
         return self.format
 
-    def _lines(self, stream: IO[bytes]) -> Iterator[tuple[int, bytes]]:
+    def _lines(self, stream: Iterable[bytes]) -> Iterator[tuple[int, bytes]]:
         """Numbered lines; a cut or corrupt gzip stream ends the iteration with a ``Skipped`` entry."""
         number = 0
         try:
@@ -132,7 +132,7 @@ class RecordingReader:
                 Skipped(number + 1, f"compressed stream ends early or is corrupt ({exc}); rest unreadable")
             )
 
-    def _messages(self, stream: IO[bytes]) -> Iterator[Message]:
+    def _messages(self, stream: Iterable[bytes]) -> Iterator[Message]:
         parse: Any = None
         last_line = 0
         pending: list[str] = []  # a CSV record whose quoted payload spans lines
@@ -343,7 +343,7 @@ class RecordingWriter:
         except OSError as exc:
             raise RecordingError(f"{self.path}: cannot write recording: {exc.strerror}") from None
         self._gzip: gzip.GzipFile | None = None
-        self._out: IO[bytes] = self._file
+        self._out: IO[bytes] | gzip.GzipFile = self._file
         if fmt == "native":
             self._gzip = gzip.GzipFile(fileobj=self._file, mode="wb", compresslevel=6)
             self._out = self._gzip

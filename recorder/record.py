@@ -73,7 +73,7 @@ class Recorder:
 
     @property
     def received(self) -> int:
-        return self.writer.messages
+        return int(self.writer.messages)
 
     def start(self) -> None:
         """Connect and subscribe in paho's network thread.

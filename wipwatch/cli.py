@@ -416,6 +416,11 @@ def record(
     try:
         recorder.start()
         recorder.wait_subscribed()
+    except WipwatchError:
+        recorder.close()
+        out.unlink(missing_ok=True)  # nothing was recorded: leave no empty file behind
+        raise
+    try:
         with Live(status(recorder), console=err_console, transient=False) as live:
             recorder.run(seconds, on_flush=lambda r: live.update(status(r)))
             live.update(status(recorder))
