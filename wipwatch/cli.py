@@ -269,7 +269,9 @@ def _port_of(address: str) -> int:
 def up(
     site: SiteOpt = None,
     run_dir: RunDirOpt = None,
-    speed: Annotated[str, typer.Option(help="simulator speed (simulated seconds per real second)")] = "60",
+    speed: Annotated[
+        str, typer.Option(help="simulator or --replay speed (recorded seconds per real second, or max)")
+    ] = "60",
     seed: Annotated[int, typer.Option(help="simulator seed")] = 1,
     no_simulator: Annotated[bool, typer.Option("--no-simulator", help="wait for real floor sensors")] = False,
     replay_file: Annotated[
