@@ -4,6 +4,8 @@ Figures, all in one run on fresh native servers:
 - ``read_rate``: reading and decoding the recording file alone (baseline 1);
 - ``publish_rate``: replay at ``max`` into mosquitto with nothing subscribed (baseline 2, the ceiling of
   replaying through one MQTT connection);
+- ``record_rate``: the same replay with ``Recorder`` subscribed, until the last message is written
+  (and ``record_lost``: messages the recorder missed, which must be 0);
 - ``end_to_end_rate``: replay at ``max`` with ingest and processors running, from the replay's start until
   InfluxDB shows the final WIP of every location equal to the simulator's ground truth.
 
@@ -17,12 +19,14 @@ import json
 import logging
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 from wipwatch.ingest import wait_subscribed
 from wipwatch.recorder.formats import Message, RecordingWriter, read_recording
+from wipwatch.recorder.record import Recorder
 from wipwatch.recorder.replay import replay
 from wipwatch.simulators.line import simulate_site
 
@@ -83,6 +87,24 @@ def main() -> None:
             figures["publish_rate"] = n / (time.perf_counter() - began)
             publisher.close()
 
+            recorder = Recorder(RecordingWriter(work / "again.gz"), "127.0.0.1", stack.mqtt_port)
+            recorder.start()
+            recorder.wait_subscribed()
+            thread = threading.Thread(target=recorder.run)
+            thread.start()
+            publisher = MqttPublisher("127.0.0.1", stack.mqtt_port, "bench-record")
+            began = time.perf_counter()
+            replay(read_recording(recording), publisher.publish, None)
+            publisher.close()
+            deadline = time.perf_counter() + 60
+            while recorder.received < n and time.perf_counter() < deadline:
+                time.sleep(0.01)
+            figures["record_rate"] = recorder.received / (time.perf_counter() - began)
+            recorder.stop()
+            thread.join()
+            recorder.close()
+            figures["record_lost"] = n - sum(1 for _ in read_recording(work / "again.gz"))
+
             run = work / "run"
             env = {
                 "WIPWATCH_SITE_FILE": str(SITE_FILE),
@@ -129,6 +151,11 @@ def main() -> None:
     print(f"file_size: {figures['file_mb']:.2f} MB (gzip JSON lines)")
     print(f"read_rate: {figures['read_rate']:.0f} msg/s (baseline 1)")
     print(f"publish_rate: {figures['publish_rate']:.0f} msg/s (baseline 2, nothing consuming)")
+    print(
+        f"record_rate: {figures['record_rate']:.0f} msg/s, "
+        f"ratio {figures['record_rate'] / figures['publish_rate']:.2f}"
+        f" of publish_rate; record_lost: {figures['record_lost']:.0f} messages"
+    )
     e2e = figures["end_to_end_rate"]
     print(
         f"end_to_end_rate: {e2e:.0f} msg/s, ratio {e2e / figures['publish_rate']:.2f} of publish_rate, "
