@@ -454,6 +454,7 @@ def replay(
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+    from wipwatch.errors import RecordingError
     from wipwatch.mqtt import MqttPublisher
     from wipwatch.recorder.formats import read_recording
     from wipwatch.recorder.replay import replay as run_replay
@@ -464,7 +465,8 @@ def replay(
         raise typer.BadParameter(f"{file} is not a file")
     settings = load_settings(mqtt_port=mqtt_port)
     reader = read_recording(file)
-    reader.detect()  # an unknown format fails here, before connecting to the broker
+    if reader.detect() is None and reader.skipped:  # an unknown format raised already
+        raise RecordingError(f"{file}: no readable message; {reader.skipped[0]}")
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

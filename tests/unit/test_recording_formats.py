@@ -197,9 +197,15 @@ def test_unknown_format_raises_a_recording_error_naming_the_file(tmp_path: Path,
         list(read_recording(path))
 
 
-def test_cli_reports_unknown_format_in_one_line_without_traceback(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [(b"hello world\n", "unknown recording format"), (b"\x1f\x8b\x08", "no readable message; line 1")],
+)
+def test_cli_reports_unreadable_files_in_one_line_without_traceback(
+    tmp_path: Path, content: bytes, says: str
+) -> None:
     path = tmp_path / "mystery.txt"
-    path.write_text("hello world\n")
+    path.write_bytes(content)
     done = subprocess.run(
         [sys.executable, "-m", "wipwatch", "replay", str(path), "--mqtt-port", "1"],
         capture_output=True,
@@ -209,5 +215,5 @@ def test_cli_reports_unknown_format_in_one_line_without_traceback(tmp_path: Path
     )
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
-    assert "unknown recording format" in done.stderr
+    assert says in done.stderr
     assert done.stderr.strip().count("\n") == 0, done.stderr
