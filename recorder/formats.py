@@ -160,7 +160,7 @@ class RecordingReader:
         if parse is None and not self.skipped and last_line > 0:
             raise RecordingError(f"{self.path}: no recognisable record in {last_line} lines")
         for skip in self.skipped:
-            log.warning("recording skipped path=%s %s", self.path, skip)
+            log.debug("recording skipped path=%s %s", self.path, skip)
 
     def _detect(self, number: int, text: bytes) -> Any:
         """Pick the parser from the first non-empty line; raise if it matches no known format."""
