@@ -147,3 +147,17 @@ def test_replay_cli_publishes_a_mosquitto_sub_capture_unchanged(stack: NativeSta
     assert f"replayed {total} messages (jsonl)" in done.stderr
     again = [(m.topic, m.payload) for m in read_recording(tmp_path / "again.gz")]
     assert [x for x in again if x[0] != "wipwatch/probe/x/y/in"] == captured
+
+
+def test_duration_stops_the_recording_by_itself(stack: NativeStack, tmp_path: Path) -> None:
+    out = tmp_path / "short.gz"
+    child = _record_cli(stack, out, tmp_path / "logs", "--duration", "5s")
+    try:
+        _publish(stack.mqtt_port, _messages(50))
+        child.process.wait(30)
+    finally:
+        child.stop()
+    assert child.process.returncode == 0, child.log_tail()
+    reader = read_recording(out)
+    assert len(list(reader)) == 50
+    assert reader.skipped == []
