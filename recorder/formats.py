@@ -84,7 +84,6 @@ class RecordingReader:
     path: Path
     format: Format | None = None
     compressed: bool = False
-    lines: int = 0
     skipped: list[Skipped] = field(default_factory=list)
     _raw: IO[bytes] | None = None
 
@@ -96,7 +95,6 @@ class RecordingReader:
 
     def __iter__(self) -> Iterator[Message]:
         self.skipped.clear()
-        self.lines = 0
         try:
             raw = open(self.path, "rb")  # noqa: SIM115 - closed in finally, tell() needed for progress
         except OSError as exc:
@@ -125,7 +123,6 @@ class RecordingReader:
         number = 0
         try:
             for number, data in enumerate(stream, start=1):
-                self.lines = number
                 yield number, data
         except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
             self.skipped.append(
