@@ -81,7 +81,7 @@ class Recorder:
         Raises:
             ServiceError: the broker cannot be reached.
         """
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = _SESSION_EXPIRY_SECONDS
         props.ReceiveMaximum = RECEIVE_MAXIMUM
         try:
