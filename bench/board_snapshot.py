@@ -19,7 +19,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from wipwatch.dashboards.board.snapshot import MEASUREMENTS, SnapshotSource  # noqa: E402
-
 from wipwatch.influx import InfluxTarget, InfluxWriter, line, query  # noqa: E402
 from wipwatch.services import NativeStack, Ports  # noqa: E402
 from wipwatch.site import Site, parse_site  # noqa: E402

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
-from wipwatch.dashboards import line_detail, shift_review, site_overview
 
+from wipwatch.dashboards import line_detail, shift_review, site_overview
 from wipwatch.site import Site
 
 #: The exported dashboard JSON that provisioning loads (dashboards/provisioning/dashboards/json).

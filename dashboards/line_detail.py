@@ -7,9 +7,9 @@ from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.builders import dashboard as dash
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
+
 from wipwatch.dashboards.influxql import DATASOURCE, InfluxQL, site_filter
 from wipwatch.dashboards.panels import cap_override, grid, line_variable, money_unit, site_variable, unit_is
-
 from wipwatch.site import Site
 
 UID = "wipwatch-line-detail"

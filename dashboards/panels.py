@@ -6,8 +6,8 @@ from typing import Any
 
 from grafana_foundation_sdk.builders import dashboard as dash
 from grafana_foundation_sdk.models import dashboard as model
-from wipwatch.dashboards.influxql import DATASOURCE
 
+from wipwatch.dashboards.influxql import DATASOURCE
 from wipwatch.site import Line, Site
 
 #: Share of the cap at which a WIP bar turns amber.

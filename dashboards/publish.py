@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from wipwatch.dashboards.export import build_all
-
 from wipwatch.errors import ServiceError
 from wipwatch.site import Site
 

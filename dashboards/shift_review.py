@@ -10,9 +10,9 @@ from grafana_foundation_sdk.builders import barchart, stat, table, timeseries
 from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.builders import dashboard as dash
 from grafana_foundation_sdk.models import common
+
 from wipwatch.dashboards.influxql import DATASOURCE, InfluxQL, site_filter
 from wipwatch.dashboards.panels import grid, line_variable, money_unit, site_variable, sort_desc, unit_is
-
 from wipwatch.site import Site
 
 UID = "wipwatch-shift-review"

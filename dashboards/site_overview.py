@@ -6,6 +6,7 @@ from grafana_foundation_sdk.builders import bargauge, stat, table, timeseries
 from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.builders import dashboard as dash
 from grafana_foundation_sdk.models import common
+
 from wipwatch.dashboards.influxql import DATASOURCE, InfluxQL, site_filter
 from wipwatch.dashboards.panels import (
     cap_override,
@@ -17,7 +18,6 @@ from wipwatch.dashboards.panels import (
     sort_desc,
     unit_is,
 )
-
 from wipwatch.site import Site
 
 UID = "wipwatch-site-overview"

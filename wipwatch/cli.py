@@ -98,8 +98,8 @@ def simulate(
     mqtt_port: Annotated[int | None, typer.Option(help="MQTT broker port")] = None,
 ) -> None:
     """Drive parts through the site's lines and publish their movements over MQTT."""
+    from wipwatch.mqtt import MqttPublisher
     from wipwatch.simulators.line import simulate_site
-    from wipwatch.simulators.publisher import MqttPublisher
 
     settings = load_settings(site_file=site, mqtt_port=mqtt_port)
     site_model = load_site(settings.site_file)
@@ -339,17 +339,34 @@ def _port_of(address: str) -> int:
 def up(
     site: SiteOpt = None,
     run_dir: RunDirOpt = None,
-    speed: Annotated[str, typer.Option(help="simulator speed (simulated seconds per real second)")] = "60",
+    speed: Annotated[
+        str, typer.Option(help="simulator or --replay speed (recorded seconds per real second, or max)")
+    ] = "60",
     seed: Annotated[int, typer.Option(help="simulator seed")] = 1,
     no_simulator: Annotated[bool, typer.Option("--no-simulator", help="wait for real floor sensors")] = False,
+    replay_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--replay", help="replay this recording at --speed instead of simulating, in a fresh stack"
+        ),
+    ] = None,
+    database: Annotated[
+        str | None,
+        typer.Option(
+            help="InfluxDB database (default WIPWATCH_INFLUX_DB; with --replay: replay-<file name>)"
+        ),
+    ] = None,
 ) -> None:
     """Run the embedded default stack: mosquitto, Kafka, InfluxDB, ingest, processors and a simulator."""
     from wipwatch.ingest import wait_subscribed
     from wipwatch.services import NativeStack, Ports, python_module_argv, spawn
 
-    settings = load_settings(site_file=site, run_dir=run_dir)
+    settings = load_settings(site_file=site, run_dir=run_dir, influx_db=database)
     load_site(settings.site_file)
     run = settings.run_dir.resolve()
+    if replay_file is not None:
+        run, database = replay_stack(run, replay_file, database)
+        settings = settings.with_overrides(influx_db=database)
     ports = Ports(settings.mqtt_port, _port_of(settings.kafka_bootstrap), _port_of(settings.influx_url))
     stack = NativeStack(run / "stack", ports, settings.influx_db)
     children = []
@@ -368,13 +385,19 @@ def up(
             "WIPWATCH_MQTT_PORT": str(ports.mqtt),
             "WIPWATCH_KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
             "WIPWATCH_INFLUX_URL": stack.influx_url,
+            "WIPWATCH_INFLUX_DB": settings.influx_db,
         }
         logs = run / "logs"
         ingest_child = spawn("ingest", python_module_argv("ingest"), logs, env)
         children.append(ingest_child)
         wait_subscribed(ingest_child, run, settings.ingest_client_id)
         children.append(spawn("processors", python_module_argv("process"), logs, env))
-        if not no_simulator:
+        finite = None  # a child that may finish: the replay
+        if replay_file is not None:
+            argv = python_module_argv("replay", str(replay_file.resolve()), "--speed", speed)
+            finite = spawn("replay", argv, logs, env)
+            children.append(finite)
+        elif not no_simulator:
             sim = python_module_argv("simulate", "--speed", speed, "--seed", str(seed))
             children.append(spawn("simulator", sim, logs, env))
         board_argv = python_module_argv("board", "--port", str(settings.board_port))
@@ -385,9 +408,16 @@ def up(
             table.add_row(child.name, f"pid {child.pid}", child.address or f"log {child.log_path}")
         console.print(table)
         console.print(f"Live board: [bold]http://{settings.board_host}:{settings.board_port}/[/]")
-        console.print(f"Watch WIP: [bold]wipwatch top[/] (env: WIPWATCH_INFLUX_URL={stack.influx_url})")
+        console.print(
+            f"Watch WIP: [bold]wipwatch top[/] (env: WIPWATCH_INFLUX_URL={stack.influx_url} "
+            f"WIPWATCH_INFLUX_DB={settings.influx_db})"
+        )
         console.print("Ctrl-C stops everything.")
         while not stop_requested["signal"]:
+            if finite is not None and not finite.alive() and finite.process.returncode == 0:
+                console.print("replay finished; the stack stays up for review until Ctrl-C")
+                children.remove(finite)
+                finite = None
             dead = [c for c in children if not c.alive()]
             if dead:
                 err_console.print(
@@ -401,6 +431,168 @@ def up(
             child.stop()
         stack.stop()
         console.print("stopped every child process")
+
+
+# ---------------------------------------------------------------- record / replay (issue #7)
+
+
+def parse_time_point(text: str) -> Any:
+    """A replay bound: ISO 8601 with timezone (absolute), or a duration after the recording's start."""
+    from wipwatch.recorder.replay import TimePoint
+
+    if "T" in text or "-" in text[1:]:
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            raise typer.BadParameter(f"{text!r} is neither ISO 8601 nor a duration like 2h30m") from None
+        if moment.tzinfo is None:
+            raise typer.BadParameter(f"{text!r} needs a timezone, e.g. 2026-11-25T06:00:00+00:00")
+        return TimePoint(moment.timestamp())
+    return TimePoint(parse_duration(text), relative=True)
+
+
+@app.command()
+def record(
+    out: Annotated[Path, typer.Option("--out", help="recording file to write")],
+    topics: Annotated[
+        list[str] | None, typer.Option("--topics", help="topic filter; repeat for more (default: events)")
+    ] = None,
+    duration: Annotated[
+        str | None, typer.Option(help="stop after this long, e.g. 8h (default: Ctrl-C)")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="native (gzip JSON lines), csv or jsonl")] = "native",
+    mqtt_port: Annotated[int | None, typer.Option(help="MQTT broker port")] = None,
+    client_id: Annotated[str, typer.Option(help="MQTT client id (persistent session)")] = "wipwatch-recorder",
+) -> None:
+    """Record MQTT messages (receive time, topic, QoS, payload) to a file until Ctrl-C or --duration."""
+    from rich.live import Live
+
+    from wipwatch.recorder.formats import WRITE_FORMATS, RecordingWriter
+    from wipwatch.recorder.record import DEFAULT_TOPICS, Recorder
+
+    if fmt not in WRITE_FORMATS:
+        raise typer.BadParameter(f"--format must be one of {', '.join(WRITE_FORMATS)}, got {fmt!r}")
+    seconds = parse_duration(duration) if duration else None
+    settings = load_settings(mqtt_port=mqtt_port)
+    writer = RecordingWriter(out, fmt)
+    recorder = Recorder(
+        writer, settings.mqtt_host, settings.mqtt_port, topics or DEFAULT_TOPICS, client_id, settings.mqtt_qos
+    )
+    signal.signal(signal.SIGINT, lambda *_: recorder.stop())
+    signal.signal(signal.SIGTERM, lambda *_: recorder.stop())
+    began = time.monotonic()
+
+    def status(r: Recorder) -> str:
+        rate = r.received / max(time.monotonic() - began, 1e-9)
+        return (
+            f"recording {out}: {r.received} messages ({rate:.0f}/s), "
+            f"{r.payload_bytes / 1e6:.2f} MB payload, {r.writer.bytes_written / 1e6:.2f} MB on disk"
+        )
+
+    try:
+        recorder.start()
+        recorder.wait_subscribed()
+    except WipwatchError:
+        recorder.close()
+        out.unlink(missing_ok=True)  # nothing was recorded: leave no empty file behind
+        raise
+    try:
+        with Live(status(recorder), console=err_console, transient=False) as live:
+            recorder.run(seconds, on_flush=lambda r: live.update(status(r)))
+            live.update(status(recorder))
+    finally:
+        recorder.close()
+    err_console.print(f"recorded {writer.messages} messages to {out}")
+
+
+@app.command()
+def replay(
+    file: Annotated[
+        Path, typer.Argument(help="recording: wipwatch, mqtt-recorder CSV, mosquitto_sub %j, dry-run")
+    ],
+    speed: Annotated[
+        str, typer.Option(help="1 = real time, 60 = an hour a minute, max = as fast as possible")
+    ] = "1",
+    from_: Annotated[
+        str | None, typer.Option("--from", help="start: ISO time or offset like 2h (receive time)")
+    ] = None,
+    to: Annotated[
+        str | None, typer.Option("--to", help="end (exclusive): ISO time or offset like 3h")
+    ] = None,
+    loop: Annotated[bool, typer.Option("--loop", help="start over at the end until Ctrl-C")] = False,
+    mqtt_port: Annotated[int | None, typer.Option(help="MQTT broker port")] = None,
+    client_id: Annotated[str, typer.Option(help="MQTT client id")] = "wipwatch-replay",
+) -> None:
+    """Publish a recording again (QoS 1), payloads and event times unchanged."""
+    import threading
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from wipwatch.errors import RecordingError
+    from wipwatch.mqtt import MqttPublisher
+    from wipwatch.recorder.formats import read_recording
+    from wipwatch.recorder.replay import replay as run_replay
+
+    factor = parse_speed(speed)
+    start, end = (parse_time_point(t) if t else None for t in (from_, to))
+    if not file.is_file():
+        raise typer.BadParameter(f"{file} is not a file")
+    settings = load_settings(mqtt_port=mqtt_port)
+    reader = read_recording(file)
+    if reader.detect() is None and reader.skipped:  # an unknown format raised already
+        raise RecordingError(f"{file}: no readable message; {reader.skipped[0]}")
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    publisher = MqttPublisher(settings.mqtt_host, settings.mqtt_port, client_id, qos=settings.mqtt_qos)
+    columns = (
+        TextColumn("replay"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%  {task.fields[messages]} messages"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    )
+    try:
+        with Progress(*columns, console=err_console) as bar:
+            task = bar.add_task("replay", total=reader.size() or 1, messages=0)
+
+            def progress(published: int, position: int, size: int) -> None:
+                bar.update(task, completed=position, total=size or 1, messages=published)
+
+            result = run_replay(reader, publisher.publish, factor, start, end, loop, stop, progress)
+    finally:
+        publisher.close()
+    for skip in result.skipped:
+        err_console.print(f"skipped {file}: {skip}", markup=False, highlight=False)
+    err_console.print(
+        f"replayed {result.published} messages ({result.format}) in {result.seconds:.1f}s; "
+        f"{len(result.skipped)} skipped, {result.outside_window} outside --from/--to",
+        markup=False,
+        highlight=False,
+    )
+
+
+def replay_stack(run_dir: Path, recording: Path, database: str | None) -> tuple[Path, str]:
+    """Run directory and InfluxDB database of ``up --replay``: a fresh stack apart from live data.
+
+    The replay's Kafka topics, Faust tables and InfluxDB live under ``<run_dir>/replays/<database>``,
+    emptied first: the processors must start from nothing, as the original run did, and everything there
+    is derived from the recording. The database name defaults to ``replay-<recording name>``.
+    """
+    import shutil
+
+    if not recording.is_file():
+        raise typer.BadParameter(f"--replay {recording}: no such file")
+    if database is None:
+        stem = recording.name.split(".")[0]
+        database = "replay-" + (re.sub(r"[^A-Za-z0-9_-]+", "-", stem).strip("-") or "recording")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", database) or ".." in database:
+        raise typer.BadParameter(f"--database {database!r}: use letters, digits, '_', '-', '.' (max 64)")
+    run = run_dir / "replays" / database
+    if run.exists():
+        shutil.rmtree(run)
+    return run, database
 
 
 def main() -> None:

@@ -34,3 +34,7 @@ class ServiceError(WipwatchError):
 
 class SettingsError(WipwatchError):
     """A setting (environment variable or flag) has a value wipwatch cannot use."""
+
+
+class RecordingError(WipwatchError):
+    """A recording file cannot be read or written (missing, unknown format, not writable)."""

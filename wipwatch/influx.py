@@ -298,3 +298,24 @@ class InfluxWriter:
                 log.warning("influx write failed lines=%d retry_in=%.1fs reason=%s", len(batch), delay, exc)
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+
+def last_values(target: InfluxTarget) -> dict[str, dict[tuple[tuple[str, str], ...], dict[str, Any]]]:
+    """The last value of every field of every series in the database, for comparing whole databases.
+
+    Returns ``{measurement: {sorted tag pairs: {field: last value}}}`` from ``SHOW MEASUREMENTS`` and
+    ``SELECT last(*) ... GROUP BY *``; each field's last value is chosen on its own (InfluxQL semantics).
+    """
+    names = [values[0] for s in query(target, "SHOW MEASUREMENTS") for values in s.get("values", [])]
+    state: dict[str, dict[tuple[tuple[str, str], ...], dict[str, Any]]] = {}
+    for name in names:
+        quoted = name.replace("\\", "\\\\").replace('"', '\\"')
+        per_series: dict[tuple[tuple[str, str], ...], dict[str, Any]] = {}
+        for s in query(target, f'SELECT last(*) FROM "{quoted}" GROUP BY *'):
+            tags = tuple(sorted((s.get("tags") or {}).items()))
+            row = dict(zip(s["columns"], s["values"][-1], strict=True))
+            per_series[tags] = {
+                k.removeprefix("last_"): v for k, v in row.items() if k != "time" and v is not None
+            }
+        state[name] = per_series
+    return state

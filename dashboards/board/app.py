@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+
 from wipwatch.dashboards.board.snapshot import SnapshotSource
 
 log = logging.getLogger(__name__)

@@ -9,18 +9,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from wipwatch.dashboards.export import build_all
-from wipwatch.dashboards.influxql import expand
-from wipwatch.ingest import wait_subscribed
-from wipwatch.simulators.line import simulate_site
-from wipwatch.simulators.publisher import MqttPublisher
 
 from tests.browser import ARTIFACTS, chromium_page
 from tests.conftest import EXAMPLE_SITE, stack_env, stack_settings
 from tests.polling import eventually
 from wipwatch.cli import wip_snapshot
+from wipwatch.dashboards.export import build_all
+from wipwatch.dashboards.influxql import expand
 from wipwatch.influx import InfluxTarget, query, rows
+from wipwatch.ingest import wait_subscribed
 from wipwatch.services import ChildProcess, NativeStack, free_port, python_module_argv, spawn
+from wipwatch.simulators.line import simulate_site
+from wipwatch.simulators.publisher import MqttPublisher
 from wipwatch.site import load_site
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

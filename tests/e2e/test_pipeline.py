@@ -16,9 +16,9 @@ from tests.polling import eventually
 from wipwatch.cli import wip_snapshot
 from wipwatch.events import Event
 from wipwatch.ingest import read_status, wait_subscribed
+from wipwatch.mqtt import MqttPublisher
 from wipwatch.services import ChildProcess, NativeStack, python_module_argv, spawn
 from wipwatch.simulators.line import simulate_site
-from wipwatch.simulators.publisher import MqttPublisher
 from wipwatch.site import load_site
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from wipwatch.dashboards.board.app import create_app
-from wipwatch.dashboards.board.snapshot import SnapshotSource
 
 from tests.browser import ARTIFACTS, chromium_page
 from tests.conftest import EXAMPLE_SITE
 from tests.integration.test_view_queries import MINUTE, T0, WIP_LATE, _write, contract_lines
 from tests.polling import eventually
+from wipwatch.dashboards.board.app import create_app
+from wipwatch.dashboards.board.snapshot import SnapshotSource
 from wipwatch.influx import line
 from wipwatch.services import NativeStack, free_port
 from wipwatch.site import Site, load_site, parse_site

@@ -20,11 +20,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 from typer.testing import CliRunner
-from wipwatch.dashboards.publish import FOLDER_UID, publish
 
 from tests.conftest import EXAMPLE_SITE
 from tests.polling import eventually
 from wipwatch.cli import app
+from wipwatch.dashboards.publish import FOLDER_UID, publish
 from wipwatch.errors import ServiceError
 from wipwatch.services import free_port
 from wipwatch.site import load_site

@@ -11,11 +11,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+
+from tests.conftest import EXAMPLE_SITE
 from wipwatch.dashboards.board.snapshot import SnapshotSource
 from wipwatch.dashboards.export import build_all
 from wipwatch.dashboards.influxql import expand
-
-from tests.conftest import EXAMPLE_SITE
 from wipwatch.influx import InfluxTarget, InfluxWriter, line, query, rows
 from wipwatch.services import NativeStack
 from wipwatch.site import LocationKind, Site, load_site

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
+
 from wipwatch.dashboards.board.app import CachedSnapshots
 
 pytestmark = pytest.mark.unit

@@ -10,10 +10,10 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from wipwatch.dashboards import influxql
-from wipwatch.dashboards.export import PROVISIONED_JSON_DIR, build_all, export
 
 from tests.conftest import EXAMPLE_SITE
+from wipwatch.dashboards import influxql
+from wipwatch.dashboards.export import PROVISIONED_JSON_DIR, build_all, export
 from wipwatch.settings import REPO_ROOT
 from wipwatch.site import load_site, parse_site
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
-from wipwatch.dashboards.export import PROVISIONED_JSON_DIR
 
 from tests.conftest import EXAMPLE_SITE
 from wipwatch.cli import app
+from wipwatch.dashboards.export import PROVISIONED_JSON_DIR
 
 pytestmark = pytest.mark.unit
 
