@@ -137,6 +137,10 @@ class LineModel:
         calendar: Calendar,
     ) -> None:
         self.env, self.site, self.line, self.rng = env, site, line, rng
+        # One stream per purpose (common random numbers): two scenarios of one line with the same seed see
+        # the same customer orders and the same n-th process time at each station.
+        self.demand_rng = random.Random(rng.getrandbits(64))
+        self.station_rngs = {loc.id: random.Random(rng.getrandbits(64)) for loc in line.locations}
         self.start, self.emit, self.truth, self.calendar = start, emit, truth, calendar
         self.policy = line.release.policy
         locations = line.locations
@@ -344,10 +348,11 @@ class LineModel:
             else:
                 if peak == 0:
                     return
-                yield self.env.timeout(self.rng.expovariate(peak))
-                if self.rng.random() * peak >= rate * self._demand_factor(self.env.now):
+                yield self.env.timeout(self.demand_rng.expovariate(peak))
+                if self.demand_rng.random() * peak >= rate * self._demand_factor(self.env.now):
                     continue
             self.truth.orders += 1
+            self.truth.orders_by_line[self.line.id] = self.truth.orders_by_line.get(self.line.id, 0) + 1
             yield self._orders.put(1)
 
     def _acquire(self, loc_id: str) -> Generator[simpy.Event, Any, Any]:
@@ -365,6 +370,19 @@ class LineModel:
         yield request
         return request
 
+    def _choose(self, successors: list[str]) -> str:
+        """Of several next locations, the one with most free slots net of parts already waiting for it
+        (join the shortest queue); ties go to the first listed."""
+
+        def room(loc_id: str) -> float:
+            station = self.stations.get(loc_id)
+            if station is not None:
+                return len(station.machines.items) - len(station.machines.get_queue)
+            slots = self.slots[loc_id]
+            return math.inf if slots is None else slots.capacity - slots.count - len(slots.queue)
+
+        return max(successors, key=room)
+
     def _free(self, loc_id: str, token: Any) -> None:
         station = self.stations.get(loc_id)
         if station is not None:
@@ -378,24 +396,25 @@ class LineModel:
         self, station: _Station, machine: _Machine, part: str, sku: str
     ) -> Generator[simpy.Event, Any, None]:
         loc = station.loc
+        rng = self.station_rngs[loc.id]
         assert loc.process_time is not None
         if loc.changeover is not None and machine.last_sku is not None and machine.last_sku != sku:
             self._machine_state(station, machine, "changeover", part)
-            yield self.env.timeout(sample(self.rng, loc.changeover))
+            yield self.env.timeout(sample(rng, loc.changeover))
         machine.last_sku = sku
         self._machine_state(station, machine, "working", part)
-        work = sample(self.rng, loc.process_time)
+        work = sample(rng, loc.process_time)
         failures = loc.breakdowns
         if failures is not None:
             if machine.time_to_failure == math.inf:
-                machine.time_to_failure = self.rng.expovariate(1 / failures.mtbf)
+                machine.time_to_failure = rng.expovariate(1 / failures.mtbf)
             while work > machine.time_to_failure:
                 yield self.env.timeout(machine.time_to_failure)
                 work -= machine.time_to_failure
                 self._machine_state(station, machine, "down")
-                yield self.env.timeout(self.rng.expovariate(1 / failures.mttr))
+                yield self.env.timeout(rng.expovariate(1 / failures.mttr))
                 self._machine_state(station, machine, "working", part)
-                machine.time_to_failure = self.rng.expovariate(1 / failures.mtbf)
+                machine.time_to_failure = rng.expovariate(1 / failures.mtbf)
             machine.time_to_failure -= work
         yield self.env.timeout(work)
         self._machine_state(station, machine, "idle")
@@ -433,7 +452,7 @@ class LineModel:
             if self.conwip is not None and record.released is None:
                 card = self.conwip.request()
                 yield card
-            target = successors[0] if len(successors) == 1 else self.rng.choice(successors)
+            target = successors[0] if len(successors) == 1 else self._choose(successors)
             next_held = yield from self._acquire(target)
             self._leave(current, part, sku, held, entered)
             if record.released is None:

@@ -85,6 +85,7 @@ class GroundTruth:
     events: int = 0
     shipped: int = 0
     orders: int = 0
+    orders_by_line: dict[str, int] = field(default_factory=dict)
     locations: dict[str, LocationTruth] = field(default_factory=dict)
     stations: dict[str, StationTruth] = field(default_factory=dict)
     parts: list[PartRecord] = field(default_factory=list)
@@ -123,6 +124,7 @@ class GroundTruth:
             p.finished - p.released for p in finished if p.finished is not None and p.released is not None
         ]
         return {
+            "orders": float(self.orders_by_line.get(line, 0)),
             "received": float(len(mine)),
             "shipped": float(len(shipped)),
             "throughput_per_hour": len(shipped) / hours if hours else 0.0,
