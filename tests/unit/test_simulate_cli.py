@@ -52,7 +52,7 @@ def test_unknown_scenario_and_missing_duration_are_clear_errors(tmp_path: Path) 
         ["simulate", "--site", site_file, "--scenario", "nope", "--duration", "1h", "--dry-run", str(out)],
     )
     assert isinstance(result.exception, SiteFileError)
-    assert "scenarios.nope: no such scenario (known: all-push)" in str(result.exception)
+    assert "scenarios.nope: no such scenario (known: all-push, jit-assembly)" in str(result.exception)
     result = CliRunner().invoke(app, ["simulate", "--site", site_file, "--dry-run", str(out)])
     assert result.exit_code == 2
     assert "--dry-run needs --duration" in result.output
