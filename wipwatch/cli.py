@@ -157,7 +157,7 @@ def _simulation_table(result: Any, lines: list[Any], scenario: str | None) -> Ta
     title = f"Simulated {hours:.2f} h" + (f" — scenario {scenario}" if scenario else "")
     table = Table(title=title)
     for col in ("line", "policy", "orders", "shipped", "TH /h", "avg WIP", "lead min", "max lead"):
-        table.add_column(col, justify="left" if col in ("line", "policy") else "right")
+        table.add_column(col, justify="left" if col in ("line", "policy") else "right", no_wrap=col == "line")
     for line in lines:
         s = result.line_summary(line.id)
         table.add_row(

@@ -184,6 +184,16 @@ def test_same_seed_same_events_other_seed_other_events() -> None:
     assert runs[0] != runs[2]
 
 
+def test_real_time_pacing_gives_the_same_events_as_fast() -> None:
+    site = parse_site(_stochastic_site())
+    runs = []
+    for speed in (None, 2400.0):
+        out: list[bytes] = []
+        simulate_site(site, lambda e, out=out: out.append(encode_event(e)), 2, 600, speed, START)
+        runs.append(out)
+    assert runs[0] and runs[0] == runs[1]
+
+
 def test_breaks_stop_stations_and_count_as_off_shift() -> None:
     data = _blocking_site(100, 4, 3)
     data["shift"] = {"hours": 2, "breaks": [{"at_hour": 1, "minutes": 30}]}
