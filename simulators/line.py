@@ -236,19 +236,22 @@ class LineModel:
         shown = next(s for s in _STATE_PRIORITY if station.counts[s])
         if shown != station.reported:
             station.reported = shown
-            self.emit(
-                StationState(
-                    v=1,
-                    id=self._event_id(),
-                    time=self._time(),
-                    site=self.site.site,
-                    line=self.line.id,
-                    location=station.loc.id,
-                    state=shown,
-                    part=part if shown in ("working", "changeover") else None,
-                )
-            )
+            self._emit_state(station, shown, part if shown in ("working", "changeover") else None)
         self._account(station)
+
+    def _emit_state(self, station: _Station, state: StationStateName, part: str | None) -> None:
+        self.emit(
+            StationState(
+                v=1,
+                id=self._event_id(),
+                time=self._time(),
+                site=self.site.site,
+                line=self.line.id,
+                location=station.loc.id,
+                state=state,
+                part=part,
+            )
+        )
 
     def _account(self, station: _Station) -> None:
         state = station.reported
@@ -266,6 +269,9 @@ class LineModel:
     # ---------------------------------------------------------------- processes
 
     def start_processes(self) -> None:
+        """Announce every station idle at the start (so a processor knows each state from t = 0), then run."""
+        for station in self.stations.values():
+            self._emit_state(station, "idle", None)
         self.env.process(self._supply())
         if self.line.demand_per_hour:
             self.env.process(self._demand())

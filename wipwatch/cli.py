@@ -110,7 +110,12 @@ def simulate(
     site_model = load_site(settings.site_file)
     if scenario is not None:
         site_model = site_model.with_scenario(scenario, str(settings.site_file))
-    start_time = datetime.fromisoformat(start) if start else None
+    try:
+        start_time = datetime.fromisoformat(start) if start else None
+    except ValueError:
+        raise typer.BadParameter(
+            f"--start {start!r} is not ISO 8601, e.g. 2026-11-25T06:00:00+00:00"
+        ) from None
     if start_time is not None and start_time.tzinfo is None:
         raise typer.BadParameter("--start needs a timezone, e.g. 2026-11-25T06:00:00+00:00")
     seconds = parse_duration(duration) if duration else None
@@ -145,7 +150,10 @@ def simulate(
         sink.close()
     truth_path = truth or (dry_run.with_suffix(".truth.json") if dry_run is not None else None)
     if truth_path is not None:
-        truth_path.write_text(json.dumps(result.as_dict(), indent=1))
+        try:
+            truth_path.write_text(json.dumps(result.as_dict(), indent=1))
+        except OSError as exc:
+            raise WipwatchError(f"{truth_path}: cannot write the ground truth: {exc.strerror}") from None
     console.print(_simulation_table(result, site_model.lines, scenario))
     where = f"events in {dry_run}" if dry_run is not None else "events published"
     truth_note = f", ground truth in {truth_path}" if truth_path else ""

@@ -185,6 +185,9 @@ class Line(_Model):
                     raise ValueError(f"location {loc.id!r} routes to unknown location {target!r}")
                 if target == loc.id:
                     raise ValueError(f"location {loc.id!r} routes to itself")
+        cycle = self._route_cycle()
+        if cycle:
+            raise ValueError(f"route loops back: {' -> '.join(cycle)} (rework loops are not supported)")
         if self.demand_profile is not None:
             if not self.demand_profile or self.demand_profile[0].from_hour != 0:
                 raise ValueError("demand_profile must start with a step at from_hour 0")
@@ -196,6 +199,31 @@ class Line(_Model):
         if self.skus is not None and len({sku.id for sku in self.skus}) != len(self.skus):
             raise ValueError("sku ids appear twice")
         return self
+
+    def _route_cycle(self) -> list[str]:
+        """A route that comes back to where it started, as a list of ids; empty when there is none."""
+        done: set[str] = set()
+        path: list[str] = []
+
+        def visit(loc_id: str) -> list[str]:
+            if loc_id in path:
+                return [*path[path.index(loc_id) :], loc_id]
+            if loc_id in done:
+                return []
+            path.append(loc_id)
+            for target in self.successors(loc_id):
+                found = visit(target)
+                if found:
+                    return found
+            path.pop()
+            done.add(loc_id)
+            return []
+
+        for loc in self.locations:
+            found = visit(loc.id)
+            if found:
+                return found
+        return []
 
     @property
     def takt_seconds(self) -> float | None:

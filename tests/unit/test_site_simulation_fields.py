@@ -96,6 +96,12 @@ def test_bad_location_fields(index: int, field: str, value: Any, expected: str) 
     assert re.search(expected, message), message
 
 
+def test_route_loops_are_rejected() -> None:
+    data = _site()
+    data["lines"][0]["locations"][2]["next"] = ["s1"]
+    assert "lines[0]: route loops back: s1 -> b1 -> s1" in _error(data)
+
+
 def test_bad_shift_and_scenarios() -> None:
     data = _site()
     data["shift"] = {"hours": 8, "breaks": [{"at_hour": 7.9, "minutes": 30}]}
