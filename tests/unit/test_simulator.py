@@ -221,3 +221,43 @@ def test_demand_paces_shipments_and_profile_changes_rate() -> None:
     # one order every 10 s in the first hour (10 ... 3600), then every 20 s (3620 ... 7180)
     assert truth.orders == 360 + 179
     assert truth.shipped == truth.orders, "supply (720/h) outpaces demand: every order is filled at once"
+
+
+def test_conwip_never_holds_more_than_wip_cap_in_the_loop() -> None:
+    data = _balanced_conwip(4, t=10.0)
+    data["lines"][0]["locations"][4]["process_time"] = {"mean": 12, "dist": "exponential"}
+    events: list[Event] = []
+    simulate_site(parse_site(data), events.append, seed=2, duration=4 * 3600, start=START)
+    loop = {"b0", "s1", "b1", "s2", "b2", "s3"}
+    wip, highest = 0, 0
+    for i, event in enumerate(events):
+        if event.location in loop and isinstance(event, PartIn | PartOut):
+            wip += 1 if isinstance(event, PartIn) else -1
+        last_at_this_instant = i + 1 == len(events) or events[i + 1].time != event.time
+        if last_at_this_instant:
+            highest = max(highest, wip)
+    assert highest == 4
+
+
+def test_push_ignores_caps_and_kanban_enforces_them() -> None:
+    data = _blocking_site(3, 1, 10)
+    data["lines"][0]["release"] = {"policy": "push"}
+    truth = simulate_site(parse_site(data), lambda e: None, duration=3600, start=START)
+    assert truth.locations["l1/b1"].max_wip > 100, "push: s1 keeps working, b1 grows past its cap"
+    assert truth.stations["l1/s1"].totals(3600)["blocked"] == 0.0
+
+
+def test_kanban_supply_keeps_at_most_its_cards_of_raw_material() -> None:
+    completed = {}
+    for lead_time in (60, 120):
+        data = _blocking_site(3, 1, 10)
+        data["lines"][0]["supply"] = {"kanbans": 2, "lot_size": 5, "lead_time": lead_time}
+        truth = simulate_site(parse_site(data), lambda e: None, duration=3600, start=START)
+        raw = truth.locations["l1/raw"]
+        assert raw.max_wip == 10, "two cards of five on hand at the start, never more"
+        assert raw.arrivals % 5 == 0, "deliveries come in whole lots"
+        completed[lead_time] = truth.line_summary("l1")["completed"]
+    # s2 takes 10 s: 10 parts on hand cover a 60 s lead time (6 parts), so the bottleneck sets the pace
+    assert completed[60] == pytest.approx(360, abs=2)
+    # but not 120 s (12 parts): the line starves for raw material
+    assert completed[120] < 0.9 * 360
