@@ -23,31 +23,34 @@ def _station(
     return {"id": loc_id, "kind": "station", "process_time": spec, **extra}
 
 
+def _one_line(
+    site: str, release: dict[str, Any], supply: dict[str, Any], locations: list[dict[str, Any]], **extra: Any
+) -> dict[str, Any]:
+    """A site document of one line ``l1``."""
+    line = {"id": "l1", "release": release, "supply": supply, "locations": locations, **extra}
+    return {"site": site, "lines": [line]}
+
+
 def _balanced_conwip(w: int, t: float = 10.0) -> dict[str, Any]:
     """Three stations of t seconds each (T0 = 3t, r_b = 1/t), a queue before each, raw always stocked.
 
     Release moves a part from the raw store into b0, the queue of s1, so cycle time counts that wait.
     """
-    return {
-        "site": "fp",
-        "lines": [
-            {
-                "id": "l1",
-                "release": {"policy": "conwip", "wip_cap": w},
-                "supply": {"kanbans": 4, "lot_size": 10, "lead_time": 0},
-                "locations": [
-                    {"id": "raw", "kind": "store"},
-                    {"id": "b0", "kind": "buffer"},
-                    _station("s1", t),
-                    {"id": "b1", "kind": "buffer"},
-                    _station("s2", t),
-                    {"id": "b2", "kind": "buffer"},
-                    _station("s3", t),
-                    {"id": "fg", "kind": "store"},
-                ],
-            }
+    return _one_line(
+        "fp",
+        {"policy": "conwip", "wip_cap": w},
+        {"kanbans": 4, "lot_size": 10, "lead_time": 0},
+        [
+            {"id": "raw", "kind": "store"},
+            {"id": "b0", "kind": "buffer"},
+            _station("s1", t),
+            {"id": "b1", "kind": "buffer"},
+            _station("s2", t),
+            {"id": "b2", "kind": "buffer"},
+            _station("s3", t),
+            {"id": "fg", "kind": "store"},
         ],
-    }
+    )
 
 
 @pytest.mark.parametrize("w", [1, 2, 3, 5, 8])
@@ -62,26 +65,21 @@ def test_balanced_deterministic_conwip_line_meets_the_best_case(w: int) -> None:
 
 
 def _stochastic_site() -> dict[str, Any]:
-    return {
-        "site": "ll",
-        "lines": [
-            {
-                "id": "l1",
-                "release": {"policy": "push"},
-                "supply": {"interval": 60, "lot_size": 1, "dist": "exponential"},
-                "skus": [{"id": "A", "share": 2}, {"id": "B", "share": 1}],
-                "locations": [
-                    {"id": "raw", "kind": "store"},
-                    _station("s1", 40, "exponential", changeover={"mean": 20, "dist": "deterministic"}),
-                    {"id": "b1", "kind": "buffer"},
-                    _station("s2", 80, "gamma", cv=0.8, machines=2, breakdowns={"mtbf": 3600, "mttr": 300}),
-                    {"id": "b2", "kind": "buffer"},
-                    _station("s3", 45, "lognormal", cv=0.5),
-                    {"id": "fg", "kind": "store"},
-                ],
-            }
+    return _one_line(
+        "ll",
+        {"policy": "push"},
+        {"interval": 60, "lot_size": 1, "dist": "exponential"},
+        [
+            {"id": "raw", "kind": "store"},
+            _station("s1", 40, "exponential", changeover={"mean": 20, "dist": "deterministic"}),
+            {"id": "b1", "kind": "buffer"},
+            _station("s2", 80, "gamma", cv=0.8, machines=2, breakdowns={"mtbf": 3600, "mttr": 300}),
+            {"id": "b2", "kind": "buffer"},
+            _station("s3", 45, "lognormal", cv=0.5),
+            {"id": "fg", "kind": "store"},
         ],
-    }
+        skus=[{"id": "A", "share": 2}, {"id": "B", "share": 1}],
+    )
 
 
 def test_littles_law_holds_on_a_stochastic_run() -> None:
@@ -98,23 +96,18 @@ def test_littles_law_holds_on_a_stochastic_run() -> None:
 
 
 def _blocking_site(cap: int, fast: float, slow: float) -> dict[str, Any]:
-    return {
-        "site": "bk",
-        "lines": [
-            {
-                "id": "l1",
-                "release": {"policy": "kanban"},
-                "supply": {"interval": 5, "lot_size": 1, "dist": "deterministic"},
-                "locations": [
-                    {"id": "raw", "kind": "store"},
-                    _station("s1", fast),
-                    {"id": "b1", "kind": "buffer", "cap": cap},
-                    _station("s2", slow),
-                    {"id": "fg", "kind": "store"},
-                ],
-            }
+    return _one_line(
+        "bk",
+        {"policy": "kanban"},
+        {"interval": 5, "lot_size": 1, "dist": "deterministic"},
+        [
+            {"id": "raw", "kind": "store"},
+            _station("s1", fast),
+            {"id": "b1", "kind": "buffer", "cap": cap},
+            _station("s2", slow),
+            {"id": "fg", "kind": "store"},
         ],
-    }
+    )
 
 
 def _derived_states(events: list[Event], end: float) -> tuple[dict[str, float], list[tuple[float, int]]]:
