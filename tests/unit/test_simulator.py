@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime
 from typing import Any
 
@@ -254,3 +255,60 @@ def test_kanban_supply_keeps_at_most_its_cards_of_raw_material() -> None:
     assert completed[60] == pytest.approx(360, abs=2)
     # but not 120 s (12 parts): the line starves for raw material
     assert completed[120] < 0.9 * 360
+
+
+def _random_site(rng: random.Random) -> dict[str, Any]:
+    """A random one-line site: 2-4 stations of any distribution, buffers with caps, any release policy."""
+    policy = rng.choice(["push", "kanban", "conwip"])
+    locations: list[dict[str, Any]] = [
+        {"id": "raw", "kind": "store"},
+        {"id": "b0", "kind": "buffer", "cap": 3},
+    ]
+    for i in range(rng.randint(2, 4)):
+        dist = rng.choice(["deterministic", "exponential", "gamma", "lognormal"])
+        extra: dict[str, Any] = {"machines": rng.randint(1, 2)}
+        if rng.random() < 0.5:
+            extra["breakdowns"] = {"mtbf": rng.uniform(300, 3000), "mttr": rng.uniform(30, 300)}
+        if rng.random() < 0.5:
+            extra["changeover"] = {"mean": rng.uniform(5, 60), "dist": "exponential"}
+        cv = rng.uniform(0.2, 1.2) if dist in ("gamma", "lognormal") else None
+        locations.append(_station(f"s{i}", rng.uniform(20, 60), dist, cv, **extra))
+        locations.append({"id": f"b{i + 1}", "kind": "buffer", "cap": rng.randint(1, 4)})
+    locations[-1] = {"id": "fg", "kind": "store", "cap": rng.randint(1, 6)}
+    release = {"policy": policy, **({"wip_cap": rng.randint(1, 8)} if policy == "conwip" else {})}
+    supply = {"interval": rng.uniform(20, 90), "lot_size": rng.randint(1, 5)}
+    extra_line: dict[str, Any] = {"skus": [{"id": "A"}, {"id": "B"}]}
+    if rng.random() < 0.7:
+        extra_line["demand_per_hour"] = rng.uniform(20, 120)
+    return _one_line("rnd", release, supply, locations, **extra_line)
+
+
+@pytest.mark.parametrize("case", range(12))
+def test_random_lines_keep_every_invariant(case: int) -> None:
+    """Conservation, no negative WIP, enforced limits, time order, one state event per change."""
+    data = _random_site(random.Random(case))
+    site = parse_site(data)
+    line = site.lines[0]
+    events: list[Event] = []
+    truth = simulate_site(site, events.append, seed=case, duration=2 * 3600, start=START)
+    caps = {loc.id: loc.cap for loc in line.locations[1:] if loc.cap is not None}
+    loop = {loc.id for loc in line.locations[1:-1]}
+    wip: dict[str, int] = {}
+    states: dict[str, str] = {}
+    for i, event in enumerate(events):
+        assert i == 0 or events[i - 1].time <= event.time
+        if isinstance(event, StationState):
+            assert states.get(event.location) != event.state, "a state event only when the state changes"
+            states[event.location] = event.state
+            continue
+        wip[event.location] = wip.get(event.location, 0) + (1 if isinstance(event, PartIn) else -1)
+        assert wip[event.location] >= 0
+        if i + 1 < len(events) and events[i + 1].time == event.time:
+            continue  # judge limits once the instant has settled
+        if line.release.policy == "kanban":
+            assert all(wip.get(loc, 0) <= cap for loc, cap in caps.items()), wip
+        if line.release.policy == "conwip":
+            assert sum(wip.get(loc, 0) for loc in loop) <= (line.release.wip_cap or 0), wip
+    summary = truth.line_summary("l1")
+    assert summary["received"] == summary["shipped"] + summary["final_wip"]
+    assert {k: v for k, v in wip.items() if v} == {k.split("/")[1]: v for k, v in truth.wip.items() if v}
