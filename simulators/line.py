@@ -476,7 +476,7 @@ class LineModel:
 
     def _leave(self, location: str, part: str, sku: str, held: Any, entered: float) -> None:
         self._move(PartOut, location, part, sku)
-        self.loc_truth[f"{self.line.id}/{location}"].dwell_total += self.env.now - entered
+        self.loc_truth[f"{self.line.id}/{location}"].dwells.append(self.env.now - entered)
         self._free(location, held)
 
 

@@ -8,10 +8,20 @@ working, changeover, down, blocked (idle holding a part), starved (idle, empty, 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 STATION_CATEGORIES = ("working", "changeover", "down", "blocked", "starved", "off_shift")
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile: the smallest value with at least ``q`` % of the values at or below it."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
 
 
 @dataclass
@@ -24,7 +34,7 @@ class LocationTruth:
     max_wip: int = 0
     area: float = 0.0
     since: float = 0.0
-    dwell_total: float = 0.0
+    dwells: list[float] = field(default_factory=list)
 
     def change(self, now: float, delta: int) -> None:
         self.area += self.wip * (now - self.since)
@@ -132,6 +142,8 @@ class GroundTruth:
             "final_wip": float(sum(loc.wip for k, loc in self.locations.items() if k.startswith(prefix))),
             "mean_lead_time_s": sum(lead) / len(lead) if lead else 0.0,
             "max_lead_time_s": max(lead, default=0.0),
+            "p50_lead_time_s": percentile(lead, 50) or 0.0,
+            "p90_lead_time_s": percentile(lead, 90) or 0.0,
             "completed": float(len(finished)),
             "mean_cycle_time_s": sum(cycle) / len(cycle) if cycle else 0.0,
         }
@@ -155,7 +167,11 @@ class GroundTruth:
                     "max_wip": loc.max_wip,
                     "arrivals": loc.arrivals,
                     "departures": loc.departures,
-                    "mean_dwell_s": loc.dwell_total / loc.departures if loc.departures else None,
+                    "mean_dwell_s": sum(loc.dwells) / len(loc.dwells) if loc.dwells else None,
+                    "p50_dwell_s": percentile(loc.dwells, 50),
+                    "p90_dwell_s": percentile(loc.dwells, 90),
+                    "p99_dwell_s": percentile(loc.dwells, 99),
+                    "throughput_per_hour": loc.departures * 3600 / now if now else 0.0,
                 }
                 for key, loc in sorted(self.locations.items())
             },

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from wipwatch.simulators.line import simulate_site
+from wipwatch.simulators.truth import percentile
 
 from wipwatch.events import Event, PartIn, PartOut, StationState, encode_event
 from wipwatch.site import parse_site
@@ -312,3 +313,19 @@ def test_random_lines_keep_every_invariant(case: int) -> None:
     summary = truth.line_summary("l1")
     assert summary["received"] == summary["shipped"] + summary["final_wip"]
     assert {k: v for k, v in wip.items() if v} == {k.split("/")[1]: v for k, v in truth.wip.items() if v}
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = [5.0, 1.0, 4.0, 2.0, 3.0, 10.0, 7.0, 6.0, 9.0, 8.0]
+    assert percentile(values, 50) == 5.0
+    assert percentile(values, 90) == 9.0
+    assert percentile(values, 99) == 10.0
+    assert percentile([], 50) is None
+
+
+def test_dwell_times_of_a_deterministic_station_and_its_queue() -> None:
+    """s2 takes exactly 10 s; parts arrive faster than it works, so every part dwells exactly 10 s there."""
+    truth = simulate_site(parse_site(_blocking_site(3, 1, 10)), lambda e: None, duration=3600, start=START)
+    s2 = truth.as_dict()["locations"]["l1/s2"]
+    assert s2["p50_dwell_s"] == s2["p99_dwell_s"] == 10.0
+    assert s2["throughput_per_hour"] == pytest.approx(360, abs=1)
