@@ -85,6 +85,9 @@ def parse_speed(text: str) -> float | None:
 @app.command()
 def simulate(
     site: SiteOpt = None,
+    scenario: Annotated[
+        str | None, typer.Option(help="apply this named scenario of the site file's 'scenarios' section")
+    ] = None,
     speed: Annotated[str, typer.Option(help="simulated seconds per real second, or 'max'")] = "60",
     duration: Annotated[str | None, typer.Option(help="simulated time, e.g. 8h (default: forever)")] = None,
     seed: Annotated[int, typer.Option(help="random seed: same seed, same events")] = 1,
@@ -93,39 +96,89 @@ def simulate(
     ] = None,
     truth: Annotated[Path | None, typer.Option(help="write the ground truth here as JSON")] = None,
     dry_run: Annotated[
-        Path | None, typer.Option("--dry-run", help="write events to this JSON-lines file instead of MQTT")
+        Path | None,
+        typer.Option(
+            "--dry-run", help="write events to this JSON-lines file (mosquitto_sub -F %j style), not MQTT"
+        ),
     ] = None,
     mqtt_port: Annotated[int | None, typer.Option(help="MQTT broker port")] = None,
 ) -> None:
-    """Drive parts through the site's lines and publish their movements over MQTT."""
-    from wipwatch.mqtt import MqttPublisher
+    """Drive parts through the site's lines and publish their movements over MQTT (or to a file)."""
     from wipwatch.simulators.line import simulate_site
 
     settings = load_settings(site_file=site, mqtt_port=mqtt_port)
     site_model = load_site(settings.site_file)
-    start_time = datetime.fromisoformat(start) if start else None
+    if scenario is not None:
+        site_model = site_model.with_scenario(scenario, str(settings.site_file))
+    try:
+        start_time = datetime.fromisoformat(start) if start else None
+    except ValueError:
+        raise typer.BadParameter(
+            f"--start {start!r} is not ISO 8601, e.g. 2026-11-25T06:00:00+00:00"
+        ) from None
     if start_time is not None and start_time.tzinfo is None:
         raise typer.BadParameter("--start needs a timezone, e.g. 2026-11-25T06:00:00+00:00")
     seconds = parse_duration(duration) if duration else None
+    if seconds is not None and seconds <= 0:
+        raise typer.BadParameter("--duration must be longer than 0")
+    if dry_run is not None and seconds is None:
+        raise typer.BadParameter("--dry-run needs --duration (a file cannot take events forever)")
+    real_speed = None if dry_run is not None else parse_speed(speed)
     if dry_run is not None:
-        from wipwatch.events import encode_event, topic_for
+        from wipwatch.simulators.recording import JsonLinesSink
 
-        with open(dry_run, "w", encoding="utf-8") as out:
-
-            def write(event: Any) -> None:
-                payload = encode_event(event).decode()
-                out.write(json.dumps({"topic": topic_for(event), "qos": 1, "payload": payload}) + "\n")
-
-            result = simulate_site(site_model, write, seed, seconds, None, start_time)
+        sink: Any = JsonLinesSink(dry_run)
     else:
-        publisher = MqttPublisher(settings.mqtt_host, settings.mqtt_port, f"wipwatch-sim-{seed}")
+        from wipwatch.mqtt import MqttPublisher
+
+        sink = MqttPublisher(settings.mqtt_host, settings.mqtt_port, f"wipwatch-sim-{seed}")
+    try:
+        if real_speed is None and seconds is not None:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+            columns = (TextColumn("simulating"), BarColumn(), TextColumn("{task.fields[sim]}"))
+            with Progress(*columns, TimeRemainingColumn(), console=err_console, transient=True) as bar:
+                task = bar.add_task("sim", total=seconds, sim="")
+
+                def advance(now: float) -> None:
+                    bar.update(task, completed=now, sim=f"{now / 3600:.2f} h simulated")
+
+                result = simulate_site(site_model, sink, seed, seconds, None, start_time, progress=advance)
+        else:
+            result = simulate_site(site_model, sink, seed, seconds, real_speed, start_time)
+    finally:
+        sink.close()
+    truth_path = truth or (dry_run.with_suffix(".truth.json") if dry_run is not None else None)
+    if truth_path is not None:
         try:
-            result = simulate_site(site_model, publisher, seed, seconds, parse_speed(speed), start_time)
-        finally:
-            publisher.close()
-    if truth is not None:
-        truth.write_text(json.dumps(result.as_dict(), indent=1))
-    console.print(f"simulated events={result.events} shipped={result.shipped}")
+            truth_path.write_text(json.dumps(result.as_dict(), indent=1))
+        except OSError as exc:
+            raise WipwatchError(f"{truth_path}: cannot write the ground truth: {exc.strerror}") from None
+    console.print(_simulation_table(result, site_model.lines, scenario))
+    where = f"events in {dry_run}" if dry_run is not None else "events published"
+    truth_note = f", ground truth in {truth_path}" if truth_path else ""
+    console.print(f"simulated events={result.events} shipped={result.shipped} ({where}{truth_note})")
+
+
+def _simulation_table(result: Any, lines: list[Any], scenario: str | None) -> Table:
+    hours = result.duration / 3600
+    title = f"Simulated {hours:.2f} h" + (f" — scenario {scenario}" if scenario else "")
+    table = Table(title=title)
+    for col in ("line", "policy", "orders", "shipped", "TH /h", "avg WIP", "lead min", "max lead"):
+        table.add_column(col, justify="left" if col in ("line", "policy") else "right", no_wrap=col == "line")
+    for line in lines:
+        s = result.line_summary(line.id)
+        table.add_row(
+            line.id,
+            line.release.policy,
+            f"{s['orders']:.0f}",
+            f"{s['shipped']:.0f}",
+            f"{s['throughput_per_hour']:.1f}",
+            f"{s['avg_wip']:.1f}",
+            f"{s['mean_lead_time_s'] / 60:.1f}",
+            f"{s['max_lead_time_s'] / 60:.1f}",
+        )
+    return table
 
 
 # ---------------------------------------------------------------- ingest / process

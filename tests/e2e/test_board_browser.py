@@ -18,9 +18,9 @@ from wipwatch.dashboards.export import build_all
 from wipwatch.dashboards.influxql import expand
 from wipwatch.influx import InfluxTarget, query, rows
 from wipwatch.ingest import wait_subscribed
+from wipwatch.mqtt import MqttPublisher
 from wipwatch.services import ChildProcess, NativeStack, free_port, python_module_argv, spawn
 from wipwatch.simulators.line import simulate_site
-from wipwatch.simulators.publisher import MqttPublisher
 from wipwatch.site import load_site
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
