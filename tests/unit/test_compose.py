@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -75,3 +77,24 @@ def test_published_ports_bind_loopback_and_mounted_files_exist(compose: dict[str
     for folder in ("wipwatch", "ingest", "processors", "dashboards", "simulators", "examples"):
         assert f"COPY {folder} {folder}" in dockerfile
     assert Path(REPO_ROOT / "docker/influxdb-init/dbrp.sh").stat().st_mode & 0o111
+
+
+def test_compose_validates_with_docker_compose_config() -> None:
+    """Compose's own parser and schema (docker-compose 1.29, installed by scripts/setup); needs no engine."""
+    tool = shutil.which("docker-compose")
+    assert tool, "docker-compose is missing: run scripts/setup"
+    done = subprocess.run(
+        [
+            tool,
+            "--project-directory",
+            str(REPO_ROOT),
+            "-f",
+            str(REPO_ROOT / "docker-compose.yml"),
+            "config",
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
