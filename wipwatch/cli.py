@@ -352,7 +352,8 @@ def board(
     site: SiteOpt = None,
     influx_url: Annotated[str | None, typer.Option(help="InfluxDB URL")] = None,
     port: Annotated[
-        int | None, typer.Option(help="listen on 127.0.0.1:PORT (default WIPWATCH_BOARD_PORT)")
+        int | None,
+        typer.Option(help="port on WIPWATCH_BOARD_HOST (default 127.0.0.1); default WIPWATCH_BOARD_PORT"),
     ] = None,
     interval: Annotated[float | None, typer.Option(help="seconds between live updates")] = None,
     stale_after: Annotated[float, typer.Option(help="say 'no data' after this many seconds without")] = 10.0,
