@@ -22,6 +22,7 @@ from wipwatch.ingest import status_path
 from wipwatch.settings import REPO_ROOT, Settings
 
 GRAFANA_PROVISIONING = "/etc/grafana/provisioning"
+SIXTEEN_MIB = 16 * 1024 * 1024
 
 pytestmark = pytest.mark.unit
 
@@ -181,6 +182,13 @@ def test_ingest_healthcheck_is_healthy_only_when_subscribed_and_fresh(
     for subscribed, age, healthy in ((False, 0, False), (True, 60, False), (True, 0, True)):
         status.write_text(json.dumps({"pid": 1, "time": time.time() - age, "subscribed": subscribed}))
         assert _run_ingest_healthcheck(compose, tmp_path) == (0 if healthy else 1), (subscribed, age)
+
+
+def test_kafka_accepts_records_of_16_mib(compose: dict[str, Any]) -> None:
+    env = compose["services"]["kafka"]["environment"]
+    assert int(env["KAFKA_MESSAGE_MAX_BYTES"]) >= SIXTEEN_MIB
+    # a follower must be able to fetch the largest record the leader accepts
+    assert int(env["KAFKA_REPLICA_FETCH_MAX_BYTES"]) >= int(env["KAFKA_MESSAGE_MAX_BYTES"])
 
 
 def test_board_listens_where_its_published_port_reaches_it(
