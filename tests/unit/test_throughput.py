@@ -81,6 +81,10 @@ def test_bad_arguments_name_the_parameter() -> None:
         Throughput(window_s=math.nan)
     with pytest.raises(ValueError, match="qty"):
         Throughput(window_s=60).record(1, 0)
+    late = Throughput(window_s=60)
+    late.record(10)
+    with pytest.raises(ValueError, match="t=9"):
+        late.record(9)
     with pytest.raises(ValueError, match="demand_per_hour"):
         production_ratio(10, -1)
     with pytest.raises(ValueError, match="demand_per_hour"):
