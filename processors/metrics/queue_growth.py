@@ -57,7 +57,7 @@ class QueueGrowth(msgspec.Struct, kw_only=True):
         series.forget_before(t - self.window_s)
 
     def per_hour(self, now: float) -> float:
-        """Growth of WIP over the window ending at ``now``, parts per hour (negative while shrinking)."""
+        """Growth of WIP over the window ending at ``now`` (at or after the last record), parts per hour."""
         first = self.first
         if first is None or now <= first:
             return 0.0
