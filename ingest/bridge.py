@@ -26,8 +26,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from wipwatch.errors import EventError
-from wipwatch.events import ALERTS_TOPIC_ROOT, EVENT_TOPIC_FILTER, validate_message
-from wipwatch.kafka import ensure_topics
+from wipwatch.events import ALERTS_TOPIC_ROOT, EVENT_TOPIC_FILTER, pack_events, validate_message
+from wipwatch.kafka import ensure_topics, line_partition
 from wipwatch.services import ChildProcess, wait_until
 from wipwatch.settings import Settings
 from wipwatch.site import Site
@@ -159,6 +159,20 @@ class IngestBridge:
         self._client = client
         return client
 
+    async def _send_pack(
+        self, producer: AIOKafkaProducer, where: tuple[str, str], pack: list[bytes]
+    ) -> asyncio.Future[Any]:
+        """Send one record of a line's events: key ``site/line``, partition from the site file."""
+        topic = self.settings.events_topic
+        partition = None
+        if self.site is not None and where[0] == self.site.site:
+            partition = line_partition(self.site, where[1], len(await producer.partitions_for(topic)))
+        key = f"{where[0]}/{where[1]}".encode()
+        future: asyncio.Future[Any] = await producer.send(
+            topic, pack_events(pack), key=key, partition=partition
+        )
+        return future
+
     def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
         if reason.is_failure:
             log.error("mqtt connect refused reason=%s", reason)
@@ -204,6 +218,7 @@ class IngestBridge:
     ) -> None:
         s = self.settings
         sends = []
+        packs: dict[tuple[str, str], list[bytes]] = {}
         now = time.time()
         for message in batch:
             topic = message.topic
@@ -222,8 +237,15 @@ class IngestBridge:
                 sends.append(await producer.send(s.deadletter_topic, record, key=topic.encode()))
                 continue
             self.stats.accepted += 1
-            key = f"{event.site}/{event.line}".encode()
-            sends.append(await producer.send(s.events_topic, payload, key=key))
+            where = (event.site, event.line)
+            pack = packs.setdefault(where, [])
+            pack.append(payload)
+            if len(pack) >= s.ingest_events_per_record:
+                sends.append(await self._send_pack(producer, where, pack))
+                pack.clear()
+        for where, pack in packs.items():
+            if pack:
+                sends.append(await self._send_pack(producer, where, pack))
         if sends:
             await asyncio.gather(*sends)
         for message in batch:

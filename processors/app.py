@@ -1,38 +1,66 @@
 """The Faust app: the single entry point of the stream processors.
 
-``track_wip`` reads raw v1 events from the events topic in batches (``take_events``), keeps WIP per
-location in a changelog-backed table and writes WIP points to InfluxDB. A table key is written once per
-batch, not once per event: changelog traffic, not decoding, is what limits a naive Faust agent (INFRA.md).
+One agent, ``process_lines``, reads the events topic in batches (records are packed by ingest, one line per
+record). Per line it keeps one ``LineEngine`` (processors/metrics/line_state.py) whose state lives in the
+changelog-backed table ``lines``. Per batch, in this order:
+
+1. skip records at or below the offset already in the line's state (redelivered after a restart);
+2. decode, de-duplicate, put in event-time order and apply (the engine);
+3. write the line's points to InfluxDB and wait until InfluxDB has them (an outage stalls here, loses none);
+4. store the line's state, with the offset, as one changelog record on the source partition.
+
+Faust acknowledges the batch after the body returns and flushes the producer before committing offsets, so
+a crash at any point either replays records the state has not seen or skips records it has: every accepted
+event counts exactly once. A timer releases events still waiting for the lateness when a line goes quiet.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections import OrderedDict
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import faust
 
 from wipwatch.errors import EventError
-from wipwatch.events import Event, PartIn, PartOut, decode_event
+from wipwatch.events import decode_record
 from wipwatch.influx import InfluxTarget, InfluxWriter
 from wipwatch.kafka import hold_empty_fetches
-from wipwatch.processors.metrics.wip import apply_movements, location_key
-from wipwatch.processors.points import data_quality_lines, wip_lines
-from wipwatch.processors.tables import BatchWrites
+from wipwatch.processors.metrics.line_state import EngineConfig, LineEngine
+from wipwatch.processors.points import line_points, quality_points
 from wipwatch.settings import Settings
 from wipwatch.site import Site, load_site
 
 log = logging.getLogger(__name__)
 
-#: Event ids remembered for de-duplication per worker (bounded LRU).
-_SEEN_IDS = 200_000
+#: Largest changelog record (one line's whole state); Apache Kafka in docker-compose allows as much.
+MAX_STATE_BYTES = 16 * 1024 * 1024
+
+
+@dataclass
+class _Cached:
+    engine: LineEngine
+    blob: bytes | None
+    last_seen: float
+
+
+def engine_config(settings: Settings) -> EngineConfig:
+    return EngineConfig(
+        lateness_s=settings.processor_lateness_s,
+        throughput_window_s=settings.processor_throughput_window_s,
+        growth_window_s=settings.processor_growth_window_s,
+        dedup_horizon_s=settings.processor_dedup_horizon_s,
+        dedup_max_ids=settings.processor_dedup_max_ids,
+    )
 
 
 def create_app(settings: Settings, site: Site | None = None, writer: InfluxWriter | None = None) -> faust.App:
     """Build the Faust app for ``settings``; ``writer`` defaults to one for the configured InfluxDB."""
     site = site or load_site(settings.site_file)
+    config = engine_config(settings)
     datadir = Path(settings.run_dir) / "faust"
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
@@ -46,7 +74,11 @@ def create_app(settings: Settings, site: Site | None = None, writer: InfluxWrite
         web_host="127.0.0.1",
         web_port=settings.processor_web_port,
         producer_linger_ms=5,
+        producer_max_request_size=MAX_STATE_BYTES,
+        consumer_max_fetch_size=MAX_STATE_BYTES,
         consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.processor_session_timeout_s,
+        broker_heartbeat_interval=max(1.0, settings.processor_session_timeout_s / 10),
     )
     events_topic = app.topic(
         settings.events_topic,
@@ -56,8 +88,16 @@ def create_app(settings: Settings, site: Site | None = None, writer: InfluxWrite
         value_serializer="raw",
         partitions=settings.kafka_partitions,
     )
-    wip_table = app.Table("wip", default=int, partitions=settings.kafka_partitions)
-    seen: OrderedDict[str, None] = OrderedDict()
+    table = app.Table(
+        "lines",
+        key_type=bytes,
+        value_type=bytes,
+        partitions=settings.kafka_partitions,
+        extra_topic_configs={"max.message.bytes": MAX_STATE_BYTES},
+    )
+    cache: dict[bytes, _Cached] = {}
+    dq_times: dict[str, int] = {}
+    lock = asyncio.Lock()
     state: dict[str, Any] = {"writer": writer}
 
     def influx() -> InfluxWriter:
@@ -70,44 +110,91 @@ def create_app(settings: Settings, site: Site | None = None, writer: InfluxWrite
         w: InfluxWriter = state["writer"]
         return w
 
-    def decode_batch(batch: list[Any]) -> tuple[list[Event], dict[str, int]]:
-        """Decode and de-duplicate; also the source partition of each location key."""
-        events: list[Event] = []
-        partitions: dict[str, int] = {}
-        for record in batch:
-            try:
-                event = decode_event(record.value)
-            except EventError as exc:  # ingest validated it; only a foreign producer gets here
-                log.error("undecodable record on events topic reason=%s", exc.reason)
-                continue
-            if event.id in seen:
-                continue
-            seen[event.id] = None
-            if len(seen) > _SEEN_IDS:
-                seen.popitem(last=False)
-            events.append(event)
-            partitions[location_key(event.line, event.location)] = record.message.partition
-        return events, partitions
+    def engine_for(key: bytes) -> LineEngine | None:
+        """The line's engine, rebuilt from the table when the table holds other bytes than we last wrote."""
+        blob = table.data.get(key)
+        cached = cache.get(key)
+        if cached is not None and cached.blob is blob:
+            return cached.engine
+        site_id, _, line_id = key.decode().partition("/")
+        if site_id != site.site or not any(line.id == line_id for line in site.lines):
+            return None
+        line = site.line(line_id)
+        log.info("owns line=%s loaded=%s", line_id, blob is not None)
+        engine = (
+            LineEngine.load(line, site.site, config, blob) if blob else LineEngine(line, site.site, config)
+        )
+        cache[key] = _Cached(engine, blob, time.monotonic())
+        return engine
+
+    async def publish(touched: dict[bytes, LineEngine]) -> None:
+        """Points to InfluxDB (and wait for them), then each line's state to the changelog."""
+        lines: list[str] = []
+        for engine in touched.values():
+            lines += line_points(engine)
+            lines += quality_points(engine, dq_times)
+            engine.changes.clear()
+        if lines:
+            writer = influx()
+            writer.write(lines)
+            await asyncio.to_thread(writer.flush)
+        for key, engine in touched.items():
+            blob = engine.dump()
+            table.data[key] = blob
+            table.send_changelog(engine.state.partition, key, blob)
+            cache[key].blob = blob
 
     @app.agent(events_topic)
-    async def track_wip(stream: Any) -> Any:
-        writes = BatchWrites(wip_table)
+    async def process_lines(stream: Any) -> Any:
         async for batch in stream.take_events(
             settings.processor_batch_size, within=settings.processor_batch_seconds
         ):
-            events, partitions = decode_batch(batch)
-            changed, issues = apply_movements(wip_table, events)
-            for key, parts in changed.items():
-                writes.set(partitions[key], key, parts)
-            writes.flush()
-            last_time: dict[str, int] = {}
-            for event in events:
-                if isinstance(event, PartIn | PartOut):
-                    last_time[location_key(event.line, event.location)] = int(event.timestamp * 1_000_000)
-            lines = wip_lines(site, changed, last_time)
-            lines += data_quality_lines(site, issues, events)
-            if lines:
-                influx().write(lines)
+            async with lock:
+                touched: dict[bytes, LineEngine] = {}
+                for record in batch:
+                    key = record.key or b""
+                    engine = engine_for(key)
+                    if engine is None:
+                        log.error("record for a line the site file does not have key=%r: skipped", key)
+                        continue
+                    try:
+                        events = decode_record(record.value)
+                    except EventError as exc:  # ingest validated it; only a foreign producer gets here
+                        log.error("undecodable record on events topic key=%r reason=%s", key, exc.reason)
+                        continue
+                    message = record.message
+                    if engine.offer(events, message.partition, message.offset):
+                        touched[key] = engine
+                        cache[key].last_seen = time.monotonic()
+                for engine in touched.values():
+                    engine.release()
+                await publish(touched)
+
+    @app.timer(interval=max(0.1, settings.processor_idle_release_s / 2))  # type: ignore[untyped-decorator]
+    async def release_quiet_lines() -> None:
+        """Apply what waits for the lateness once a line has been quiet for ``processor_idle_release_s``."""
+        quiet_since = time.monotonic() - settings.processor_idle_release_s
+        async with lock:
+            assigned = {tp.partition for tp in app.consumer.assignment() if tp.topic == settings.events_topic}
+            touched = {}
+            for key, cached in cache.items():
+                engine = cached.engine
+                if (
+                    engine.state.pending
+                    and cached.last_seen < quiet_since
+                    and engine.state.partition in assigned
+                ):
+                    if cached.blob is not table.data.get(key):
+                        continue  # the table moved on (rebalance); the owner releases it
+                    engine.release(everything=True)
+                    touched[key] = engine
+            if touched:
+                await publish(touched)
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def _assigned(_app: Any, /, assigned: set[Any], **_kwargs: Any) -> None:
+        mine = sorted(tp.partition for tp in assigned if tp.topic == settings.events_topic)
+        log.info("assigned topic=%s partitions=%s", settings.events_topic, mine)
 
     @app.on_before_shutdown.connect
     def _flush(_app: Any, /, *_args: Any, signal: Any, **_kwargs: Any) -> None:

@@ -1,41 +1,187 @@
-"""InfluxDB points the processors write: measurements, tags and fields (documented in docs/metrics.md).
+"""InfluxDB points the processors write: measurements, tags and fields (the contract in docs/metrics.md).
 
-Tags are a small bounded set (site, line, location, location kind, reason); never part or event ids.
+Tags are a small bounded set (site, line, location, location kind, reason); never part or event ids. Every
+point of a line is written at the line's event-time clock (the time of the last event applied), so a replay
+at any speed writes the same series. Line-level figures use the location tag ``_line``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterator
 
-from wipwatch.events import Event
 from wipwatch.influx import line
-from wipwatch.processors.metrics.wip import DataQualityIssue
-from wipwatch.site import Site
+from wipwatch.processors.metrics.flow_time import FlowTimeSketch
+from wipwatch.processors.metrics.lead_time import littles_law_s, value_added_ratio
+from wipwatch.processors.metrics.line_state import LineEngine, LocationState
+from wipwatch.processors.metrics.throughput import production_ratio, surplus_parts
+from wipwatch.site import LocationKind
+
+#: The location tag of a line's own figures (throughput, end-to-end flow time).
+LINE = "_line"
 
 
-def wip_lines(site: Site, changed: Mapping[str, int], times_us: Mapping[str, int]) -> list[str]:
-    """``wip`` points: parts and money tied up per location, at the event time of its last change."""
-    out = []
-    for key, parts in changed.items():
-        line_id, location_id = key.split("/", 1)
-        loc = site.line(line_id).location(location_id)
-        tags = {"site": site.site, "line": line_id, "location": location_id, "kind": loc.kind.value}
-        fields = {"parts": parts, "value": parts * loc.unit_value}
-        out.append(line("wip", tags, fields, times_us[key]))
+def _us(t: float) -> int:
+    return round(t * 1_000_000)
+
+
+def line_points(engine: LineEngine) -> list[str]:
+    """Every measurement of every location of the line, at its event-time clock."""
+    st = engine.state
+    now = st.released
+    if now is None:
+        return []
+    t_us = _us(now)
+    base = {"site": st.site, "line": st.line}
+    demand = engine.line.demand_per_hour
+    elapsed = now - st.started if st.started is not None else 0.0
+    out: list[str] = []
+    wip_hours = 0.0
+    value_added = 0.0
+    for loc_def in engine.line.locations:
+        loc = st.locations[loc_def.id]
+        tags = {**base, "location": loc_def.id}
+        out.append(line("wip", {**tags, "kind": loc_def.kind.value}, _wip_fields(loc), t_us))
+        out.append(
+            line(
+                "queue",
+                tags,
+                {
+                    "growth_per_hour": loc.growth.per_hour(now),
+                    "since_shrink_s": loc.growth.since_shrink_s(now),
+                },
+                t_us,
+            )
+        )
+        out.append(
+            line("cost", tags, {"tied_up": loc.cost.tied_up(), "holding_cost": loc.cost.accrued(now)}, t_us)
+        )
+        out.append(line("flow_time", tags, _flow_fields(loc, now), t_us))
+        wip_hours += loc.cost.wip_hours(now)
+        if loc_def.kind is LocationKind.STATION and loc.clock is not None:
+            per_hour = loc.departures.per_hour(now)
+            out.append(
+                line(
+                    "throughput",
+                    tags,
+                    _throughput_fields(per_hour, demand, loc.departures.total, elapsed),
+                    t_us,
+                )
+            )
+            totals = loc.clock.totals(now)
+            fields: dict[str, float | int | str] = {"state": loc.clock.state}
+            fields.update({f"{name}_s": seconds for name, seconds in totals.items()})
+            out.append(line("station", tags, fields, t_us))
+            if loc.departures.total:
+                value_added += totals["working"] / loc.departures.total
+    out.extend(_bottleneck_lines(engine, now, t_us))
+    line_tags = {**base, "location": LINE}
+    out.append(
+        line(
+            "throughput",
+            line_tags,
+            _throughput_fields(st.shipped.per_hour(now), demand, st.shipped.total, elapsed),
+            t_us,
+        )
+    )
+    flow = {
+        **_percentiles(st.flow),
+        "oldest_age_s": st.on_line.oldest_age_s(now),
+        "parts": st.on_line.count(),
+    }
+    out.append(line("flow_time", line_tags, {k: v for k, v in flow.items() if v is not None}, t_us))
+    hours = elapsed / 3600
+    if hours > 0:
+        law = littles_law_s(wip_hours / hours, st.shipped.total / hours)
+        measured = st.flow.mean()
+        fields_lt = {
+            "littles_law_s": law,
+            "measured_s": measured,
+            "value_added_s": value_added,
+            "value_added_ratio": value_added_ratio(value_added, measured),
+            "avg_wip": wip_hours / hours,
+        }
+        out.append(line("lead_time", base, {k: v for k, v in fields_lt.items() if v is not None}, t_us))
     return out
 
 
-def data_quality_lines(site: Site, issues: Sequence[DataQualityIssue], events: Sequence[Event]) -> list[str]:
-    """``data_quality`` points: one per rejected event, ``count`` = 1, at the event's time."""
+def quality_points(engine: LineEngine, last_us: dict[str, int]) -> list[str]:
+    """``data_quality`` points: per location and reason, how many findings this batch (``count``).
+
+    Findings of one batch are summed into one point at the latest finding's time; ``last_us`` keeps the
+    times strictly increasing per line, so a later batch never overwrites an earlier one's point.
+    """
+    issues = engine.changes.issues
     if not issues:
         return []
-    times = {e.id: int(e.timestamp * 1_000_000) for e in events}
+    st = engine.state
+    t_us = max(_us(i.time) for i in issues)
+    key = f"{st.site}/{st.line}"
+    t_us = max(t_us, last_us.get(key, -1) + 1)
+    last_us[key] = t_us
+    counts = Counter((i.location, i.reason) for i in issues)
     return [
         line(
             "data_quality",
-            {"site": site.site, "line": i.line, "location": i.location, "reason": i.reason},
-            {"count": 1, "event_id": i.event_id},
-            times[i.event_id],
+            {"site": st.site, "line": st.line, "location": loc, "reason": reason},
+            {"count": n},
+            t_us,
         )
-        for i in issues
+        for (loc, reason), n in sorted(counts.items())
     ]
+
+
+def _wip_fields(loc: LocationState) -> dict[str, float | int]:
+    return {"parts": loc.wip, "value": loc.cost.tied_up()}
+
+
+def _flow_fields(loc: LocationState, now: float) -> dict[str, float | int]:
+    fields: dict[str, float | int | None] = {
+        "p50_s": loc.dwell.quantile(50),
+        "p90_s": loc.dwell.quantile(90),
+        "p99_s": loc.dwell.quantile(99),
+        "mean_s": loc.dwell.mean(),
+        "oldest_age_s": loc.residents.oldest_age_s(now),
+        "count": loc.dwell.count,
+    }
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def _percentiles(flow: FlowTimeSketch) -> dict[str, float | None]:
+    return {
+        "p50_s": flow.quantile(50),
+        "p90_s": flow.quantile(90),
+        "p99_s": flow.quantile(99),
+        "mean_s": flow.mean(),
+    }
+
+
+def _throughput_fields(
+    per_hour: float, demand: float | None, total: int, elapsed: float
+) -> dict[str, float | int]:
+    fields: dict[str, float | int | None] = {
+        "parts_per_hour": per_hour,
+        "demand_per_hour": demand,
+        "production_ratio": production_ratio(per_hour, demand),
+        "surplus_parts": surplus_parts(total, demand, elapsed),
+        "total": total,
+    }
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def _bottleneck_lines(engine: LineEngine, now: float, t_us: int) -> Iterator[str]:
+    st = engine.state
+    momentary = st.bottleneck.momentary(now)
+    shares = st.bottleneck.shares(now)
+    for loc_def in engine.line.locations:
+        if loc_def.kind is not LocationKind.STATION:
+            continue
+        share, sole, shifting = shares.get(loc_def.id, (0.0, 0.0, 0.0))
+        fields = {
+            "momentary": int(loc_def.id == momentary),
+            "share": share,
+            "sole_share": sole,
+            "shifting_share": shifting,
+            "active_period_s": st.bottleneck.active_period_s(now, loc_def.id),
+        }
+        yield line("bottleneck", {"site": st.site, "line": st.line, "location": loc_def.id}, fields, t_us)

@@ -12,6 +12,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 
 from wipwatch.errors import ServiceError
+from wipwatch.site import Site
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,19 @@ async def ensure_topics(bootstrap: str, names: list[str], partitions: int, timeo
             await asyncio.sleep(0.5)
         finally:
             await admin.close()
+
+
+def line_partition(site: Site, line_id: str, partitions: int) -> int | None:
+    """The events-topic partition of a line: lines in site-file order, round robin over the partitions.
+
+    A hash of the key would do, but with a handful of lines it often puts several on one partition (the
+    three lines of examples/multi-line-site.yaml all hash to partition 0 of 2, 3 or 6), leaving workers
+    idle. None for a line the site file does not have: the producer then partitions by key.
+    """
+    for index, line in enumerate(site.lines):
+        if line.id == line_id:
+            return index % partitions
+    return None
 
 
 _patched = {"cap": 0.0}

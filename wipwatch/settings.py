@@ -48,12 +48,26 @@ class Settings(BaseSettings):
 
     ingest_client_id: str = "wipwatch-ingest-1"
     ingest_share_group: str = "wipwatch-ingest"
+    #: Events of one line packed into one Kafka record at most (the processors' per-record cost dominates).
+    ingest_events_per_record: int = Field(500, ge=1)
 
     processor_id: str = "wipwatch-processors"
     processor_web: bool = False
     processor_web_port: int = Field(6066, ge=1, le=65535)
-    processor_batch_size: int = Field(2000, ge=1)
+    #: Kafka records per Faust batch (each record packs up to ``ingest_events_per_record`` events).
+    processor_batch_size: int = Field(100, ge=1)
     processor_batch_seconds: float = Field(0.2, gt=0)
+    #: Event-time seconds an event may arrive out of order and still be put in its place (docs/metrics.md).
+    processor_lateness_s: float = Field(5.0, ge=0)
+    #: Wall seconds a line must be quiet before the events waiting for the lateness are applied anyway.
+    processor_idle_release_s: float = Field(2.0, gt=0)
+    processor_throughput_window_s: float = Field(3600.0, gt=0)
+    processor_growth_window_s: float = Field(900.0, gt=0)
+    #: Event ids remembered per line for de-duplication: this much event time, at most this many.
+    processor_dedup_horizon_s: float = Field(3600.0, ge=0)
+    processor_dedup_max_ids: int = Field(20_000, ge=1)
+    #: Kafka consumer-group session timeout: how soon a dead worker's partitions move to the others.
+    processor_session_timeout_s: float = Field(10.0, ge=6, le=300)
 
     #: The built-in live board (``wipwatch board``): where it listens and how often it pushes a snapshot.
     board_host: str = "127.0.0.1"
