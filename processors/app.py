@@ -28,7 +28,7 @@ import faust
 from wipwatch.errors import EventError
 from wipwatch.events import decode_record
 from wipwatch.influx import InfluxTarget, InfluxWriter
-from wipwatch.kafka import hold_empty_fetches
+from wipwatch.kafka import ensure_topics, hold_empty_fetches
 from wipwatch.processors.metrics.line_state import EngineConfig, LineEngine
 from wipwatch.processors.points import line_points, quality_points
 from wipwatch.settings import Settings
@@ -207,6 +207,8 @@ def create_app(settings: Settings, site: Site | None = None, writer: InfluxWrite
 def run_worker(settings: Settings) -> None:
     """Run one Faust worker in the foreground until SIGINT/SIGTERM."""
     hold_empty_fetches(settings.kafka_empty_fetch_wait_ms / 1000.0)
+    # before Faust asks for metadata: a broker that creates topics on demand would give it one partition
+    asyncio.run(ensure_topics(settings.kafka_bootstrap, [settings.events_topic], settings.kafka_partitions))
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True)
     worker.execute_from_commandline()

@@ -86,7 +86,7 @@ def line_points(engine: LineEngine) -> list[str]:
     )
     flow = {
         **_percentiles(st.flow),
-        "oldest_age_s": st.on_line.oldest_age_s(now),
+        "oldest_age_s": st.on_line.oldest_age_s(now) or 0.0,
         "parts": st.on_line.count(),
     }
     out.append(line("flow_time", line_tags, {k: v for k, v in flow.items() if v is not None}, t_us))
@@ -141,7 +141,7 @@ def _flow_fields(loc: LocationState, now: float) -> dict[str, float | int]:
         "p90_s": loc.dwell.quantile(90),
         "p99_s": loc.dwell.quantile(99),
         "mean_s": loc.dwell.mean(),
-        "oldest_age_s": loc.residents.oldest_age_s(now),
+        "oldest_age_s": loc.residents.oldest_age_s(now) or 0.0,
         "count": loc.dwell.count,
     }
     return {k: v for k, v in fields.items() if v is not None}

@@ -218,6 +218,7 @@ class InfluxWriter:
         self._pending: deque[str] = deque()
         self._cond = threading.Condition()
         self._in_flight = 0
+        self._flushing = 0  # callers waiting in flush(): send what is there without waiting to fill a batch
         self._closing = False
         self.written = 0
         self.rejected = 0
@@ -237,12 +238,16 @@ class InfluxWriter:
         """Wait until everything written so far is in InfluxDB; False if ``timeout`` passed first."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
+            self._flushing += 1
             self._cond.notify_all()
-            while self._pending or self._in_flight:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                self._cond.wait(min(0.2, remaining) if remaining is not None else 0.2)
+            try:
+                while self._pending or self._in_flight:
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        return False
+                    self._cond.wait(min(0.2, remaining) if remaining is not None else 0.2)
+            finally:
+                self._flushing -= 1
         return True
 
     def close(self, timeout: float | None = 30.0) -> None:
@@ -263,7 +268,8 @@ class InfluxWriter:
                 self._cond.wait(self._flush_seconds)
             if not self._pending:
                 return None
-            if len(self._pending) < self._batch_size and not self._closing:
+            # wait to fill the batch, unless someone waits in flush() (it also wakes this wait)
+            if len(self._pending) < self._batch_size and not self._closing and not self._flushing:
                 self._cond.wait(self._flush_seconds)
             n = min(self._batch_size, len(self._pending))
             batch = [self._pending.popleft() for _ in range(n)]
