@@ -33,6 +33,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from wipwatch.cli import wip_snapshot
 from wipwatch.events import Event, PartIn, decode_record, encode_event, pack_events
+from wipwatch.influx import InfluxTarget, query
 from wipwatch.kafka import ensure_topics, hold_empty_fetches, line_partition
 from wipwatch.services import ChildProcess, NativeStack, Ports, python_module_argv, spawn
 from wipwatch.settings import REPO_ROOT, load_settings
@@ -131,7 +132,7 @@ async def raw_loop(bootstrap: str, topic: str, expected: int) -> float:
 
 
 def run_worker(
-    stack: NativeStack, run_dir: Path, topic: str, app_id: str, until: Callable[[], bool]
+    stack: NativeStack, run_dir: Path, topic: str, app_id: str, until: Callable[[], bool], database: str
 ) -> tuple[float, int]:
     """Start one worker; seconds from its "Ready" until ``until()``, and its peak RSS in bytes."""
     env = {
@@ -142,6 +143,7 @@ def run_worker(
         "WIPWATCH_INFLUX_URL": stack.influx_url,
         "WIPWATCH_EVENTS_TOPIC": topic,
         "WIPWATCH_PROCESSOR_ID": app_id,
+        "WIPWATCH_INFLUX_DB": database,
     }
     child = spawn(app_id, python_module_argv("process"), run_dir / "logs", env=env)
     try:
@@ -149,7 +151,7 @@ def run_worker(
         while not until():
             if not child.alive():
                 raise RuntimeError(f"worker exited:\n{child.log_tail()}")
-            time.sleep(0.02)
+            time.sleep(0.05)
         elapsed = time.perf_counter() - ready
         return elapsed, _peak_rss(child.pid)
     finally:
@@ -199,17 +201,22 @@ def main() -> int:
         with stack.running():
             asyncio.run(fill(stack.kafka_bootstrap, "bench-events", records))
             raw_s = asyncio.run(raw_loop(stack.kafka_bootstrap, "bench-events", n_events))
-            proc_s, rss = run_worker(stack, run_dir, "bench-events", "bench-proc", wip_matches(stack, wip))
+            proc_s, rss = run_worker(
+                stack, run_dir, "bench-events", "bench-proc", wip_matches(stack, wip), "wipwatch"
+            )
 
             stuck = stuck_records(args.stuck)
             asyncio.run(fill(stack.kafka_bootstrap, "bench-stuck", stuck))
             site = load_site(SITE_FILE)
-            expected = {f"{line.id}/{loc.id}": 0 for line, loc in site.iter_locations()}
             first_buffer = next(loc.id for loc in site.lines[0].locations if loc.kind.value == "buffer")
-            expected[f"{site.lines[0].id}/{first_buffer}"] = args.stuck
+            settings = load_settings(site_file=SITE_FILE, influx_url=stack.influx_url, influx_db="stuck")
+            query(InfluxTarget.from_settings(settings), 'CREATE DATABASE "stuck"')
 
-            held = wip_matches(stack, expected)
-            stuck_s, stuck_rss = run_worker(stack, run_dir, "bench-stuck", "bench-stuck", held)
+            def held() -> bool:
+                snapshot = wip_snapshot(settings)["locations"]
+                return any(r["location"] == first_buffer and r["wip"] == args.stuck for r in snapshot)
+
+            stuck_s, stuck_rss = run_worker(stack, run_dir, "bench-stuck", "bench-stuck", held, "stuck")
 
     raw_rate = n_events / raw_s
     proc_rate = n_events / proc_s
