@@ -77,6 +77,8 @@ def create_app(settings: Settings, site: Site | None = None, writer: InfluxWrite
         producer_max_request_size=MAX_STATE_BYTES,
         consumer_max_fetch_size=MAX_STATE_BYTES,
         consumer_auto_offset_reset="earliest",
+        # records are packs of up to 500 events: Faust's default buffer of 4096 records would hold ~0.5 GB
+        stream_buffer_maxsize=2 * settings.processor_batch_size,
         broker_session_timeout=settings.processor_session_timeout_s,
         broker_heartbeat_interval=max(1.0, settings.processor_session_timeout_s / 10),
     )

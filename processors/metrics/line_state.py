@@ -35,6 +35,7 @@ from wipwatch.site import Line, LocationKind
 ACTIVE_STATES = frozenset({"working", "changeover", "down"})
 #: The location tag of data-quality points for events naming a location the site file does not have.
 UNKNOWN_LOCATION = "_unknown"
+_FORGET_CHUNK = 256
 
 
 @dataclass(frozen=True)
@@ -198,16 +199,18 @@ class LineEngine:
         ids.append(event_id)
         times.append(t)
         self._ids.add(event_id)
-        horizon = (st.watermark or t) - self.config.dedup_horizon_s
-        drop = 0
+        # forget in chunks, and only look when a whole chunk is due: deleting the head of a list costs
+        # O(n), and scanning for expired ids on every event made this the hottest line of the processors
         limit = len(ids) - self.config.dedup_max_ids
-        while drop < len(ids) and (drop < limit or times[drop] < horizon):
+        horizon = (st.watermark or t) - self.config.dedup_horizon_s
+        if limit <= _FORGET_CHUNK and (len(times) <= _FORGET_CHUNK or times[_FORGET_CHUNK] >= horizon):
+            return
+        drop = max(limit, 0)
+        while drop < len(ids) and times[drop] < horizon:
             drop += 1
-        # trim in chunks: deleting the head of a list costs O(n), so only once it is worth it
-        if drop > 256 or (drop and drop > len(ids) // 4):
-            for old in ids[:drop]:
-                self._ids.discard(old)
-            del ids[:drop], times[:drop]
+        for old in ids[:drop]:
+            self._ids.discard(old)
+        del ids[:drop], times[:drop]
 
     def _issue(self, location: str, reason: str, t: float) -> None:
         where = location if location in self.state.locations else UNKNOWN_LOCATION
