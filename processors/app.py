@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import faust
+from faust.types import TP
 
 from wipwatch.errors import EventError
 from wipwatch.events import decode_record
@@ -98,6 +99,12 @@ def create_app(settings: Settings, site: Site | None = None, writer: InfluxWrite
         extra_topic_configs={"max.message.bytes": MAX_STATE_BYTES},
     )
     cache: dict[bytes, _Cached] = {}
+    # partition -> the offset a gap made us seek back to (see ``in_sequence``)
+    resume_at: dict[int, int] = {}
+    one_line_per_partition = len(site.lines) <= settings.kafka_partitions
+    # partitions seen carrying two lines (a producer that does not partition as ingest does): no gap check
+    line_of: dict[int, bytes] = {}
+    shared: set[int] = set()
     dq_times: dict[str, int] = {}
     lock = asyncio.Lock()
     state: dict[str, Any] = {"writer": writer}
@@ -131,6 +138,38 @@ def create_app(settings: Settings, site: Site | None = None, writer: InfluxWrite
         )
         cache[key] = _Cached(engine, blob, time.monotonic())
         return engine
+
+    async def in_sequence(key: bytes, engine: LineEngine, partition: int, offset: int) -> bool:
+        """False for a record that must not be applied now because records before it were never applied.
+
+        After a restart Faust positions the stream at the group's committed offset, and the line's state
+        from the changelog can be older than that (seen after SIGKILL: state at offset 79, first record
+        84). With one line per partition every offset of the partition is the line's, so a record beyond
+        ``state.offset + 1`` means a gap: seek back to the state's position. Records fetched before the
+        seek still arrive, and Faust moves its read offset past the target with each of them (it would
+        then drop the re-read records), so every such leftover seeks again until the target comes.
+        """
+        tp = TP(settings.events_topic, partition)
+        target = resume_at.get(partition)
+        if target is not None:
+            if offset == target:
+                del resume_at[partition]
+                return True
+            if offset > target:
+                await app.consumer.seek(tp, target)
+            return False
+        if line_of.setdefault(partition, key) != key:
+            shared.add(partition)
+        st = engine.state
+        exclusive = one_line_per_partition and partition not in shared
+        if exclusive and st.partition == partition and st.offset + 1 < offset:
+            log.warning(
+                "gap partition=%d state_offset=%d got=%d: reading again", partition, st.offset, offset
+            )
+            resume_at[partition] = st.offset + 1
+            await app.consumer.seek(tp, st.offset + 1)
+            return False
+        return True
 
     async def publish(touched: dict[bytes, LineEngine]) -> None:
         """Points to InfluxDB (and wait for them), then each line's state to the changelog."""
@@ -175,6 +214,8 @@ def create_app(settings: Settings, site: Site | None = None, writer: InfluxWrite
                         log.error("undecodable record on events topic key=%r reason=%s", key, exc.reason)
                         continue
                     message = record.message
+                    if not await in_sequence(key, engine, message.partition, message.offset):
+                        continue
                     if engine.offer(events, message.partition, message.offset):
                         touched[key] = engine
                         cache[key].last_seen = time.monotonic()

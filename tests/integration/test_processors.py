@@ -174,12 +174,6 @@ def test_duplicates_late_and_impossible_events_are_counted_not_applied(rig: Rig)
     assert dwell["count"] == 1 and math.isclose(dwell["mean_s"], 100.0)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue #5 open: in about 1 run of 5 the restarted worker's state (from the changelog) is older "
-    "than the group's committed offset, and the records between are never applied (seen: state offset 79, "
-    "first record 84). Cause not found yet; a seek back from the agent is dropped by Faust's read offsets.",
-)
 def test_worker_killed_with_sigkill_ends_with_the_numbers_of_an_uninterrupted_run(rig: Rig) -> None:
     events, truth = simulate(EXAMPLE_SITE, hours=8, seed=21)
     expected = all_locations(EXAMPLE_SITE, truth.wip)
