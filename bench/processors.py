@@ -32,7 +32,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from wipwatch.cli import wip_snapshot
-from wipwatch.events import Event, PartIn, decode_record, encode_event, pack_events
+from wipwatch.events import Event, PartIn, decode_record, pack_by_line
 from wipwatch.influx import InfluxTarget, query
 from wipwatch.kafka import ensure_topics, hold_empty_fetches, line_partition
 from wipwatch.services import ChildProcess, NativeStack, Ports, python_module_argv, spawn
@@ -52,16 +52,7 @@ def shift_records(hours: float) -> tuple[list[tuple[bytes, bytes]], int, dict[st
     site = load_site(SITE_FILE)
     events: list[Event] = []
     truth = simulate_site(site, events.append, seed=5, duration=hours * 3600, start=START)
-    records: list[tuple[bytes, bytes]] = []
-    packs: dict[bytes, list[bytes]] = {}
-    for event in events:
-        key = f"{event.site}/{event.line}".encode()
-        pack = packs.setdefault(key, [])
-        pack.append(encode_event(event))
-        if len(pack) == PER_RECORD:
-            records.append((key, pack_events(pack)))
-            packs[key] = []
-    records += [(key, pack_events(pack)) for key, pack in packs.items() if pack]
+    records = pack_by_line(events, PER_RECORD)
     wip = {
         f"{line.id}/{loc.id}": truth.wip.get(f"{line.id}/{loc.id}", 0) for line, loc in site.iter_locations()
     }
@@ -73,22 +64,19 @@ def stuck_records(parts: int) -> list[tuple[bytes, bytes]]:
     site = load_site(SITE_FILE)
     line = site.lines[0]
     buffer = next(loc.id for loc in line.locations if loc.kind.value == "buffer")
-    key = f"{site.site}/{line.id}".encode()
-    payloads = [
-        encode_event(
-            PartIn(
-                v=1,
-                id=f"stuck-{i}",
-                time=START + timedelta(seconds=i * 0.01),
-                site=site.site,
-                line=line.id,
-                location=buffer,
-                part=f"stuck-part-{i}",
-            )
+    arrivals = (
+        PartIn(
+            v=1,
+            id=f"stuck-{i}",
+            time=START + timedelta(seconds=i * 0.01),
+            site=site.site,
+            line=line.id,
+            location=buffer,
+            part=f"stuck-part-{i}",
         )
         for i in range(parts)
-    ]
-    return [(key, pack_events(payloads[i : i + PER_RECORD])) for i in range(0, parts, PER_RECORD)]
+    )
+    return pack_by_line(arrivals, PER_RECORD)
 
 
 async def fill(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:

@@ -26,7 +26,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from wipwatch.errors import EventError
-from wipwatch.events import ALERTS_TOPIC_ROOT, EVENT_TOPIC_FILTER, pack_events, validate_message
+from wipwatch.events import ALERTS_TOPIC_ROOT, EVENT_TOPIC_FILTER, line_key, pack_events, validate_message
 from wipwatch.kafka import ensure_topics, line_partition
 from wipwatch.services import ChildProcess, wait_until
 from wipwatch.settings import Settings
@@ -167,7 +167,7 @@ class IngestBridge:
         partition = None
         if self.site is not None and where[0] == self.site.site:
             partition = line_partition(self.site, where[1], len(await producer.partitions_for(topic)))
-        key = f"{where[0]}/{where[1]}".encode()
+        key = line_key(*where)
         future: asyncio.Future[Any] = await producer.send(
             topic, pack_events(pack), key=key, partition=partition
         )

@@ -137,10 +137,7 @@ def _wip_fields(loc: LocationState) -> dict[str, float | int]:
 
 def _flow_fields(loc: LocationState, now: float) -> dict[str, float | int]:
     fields: dict[str, float | int | None] = {
-        "p50_s": loc.dwell.quantile(50),
-        "p90_s": loc.dwell.quantile(90),
-        "p99_s": loc.dwell.quantile(99),
-        "mean_s": loc.dwell.mean(),
+        **_percentiles(loc.dwell),
         "oldest_age_s": loc.residents.oldest_age_s(now) or 0.0,
         "count": loc.dwell.count,
     }

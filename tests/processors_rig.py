@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaProducer
 
 from tests.conftest import stack_env
 from tests.polling import eventually
-from wipwatch.events import Event, encode_event, pack_events
+from wipwatch.events import Event, pack_by_line
 from wipwatch.influx import InfluxTarget, last_values, query
 from wipwatch.kafka import ensure_topics, line_partition
 from wipwatch.services import ChildProcess, NativeStack, python_module_argv, spawn
@@ -30,17 +30,7 @@ EVENTS_TOPIC = "wipwatch-events"
 
 
 def packed(events: Iterable[Event], per_record: int) -> list[tuple[bytes, bytes]]:
-    """Records as ingest builds them: consecutive events of one line, at most ``per_record`` each."""
-    records: list[tuple[bytes, bytes]] = []
-    packs: dict[bytes, list[bytes]] = {}
-    for event in events:
-        key = f"{event.site}/{event.line}".encode()
-        pack = packs.setdefault(key, [])
-        pack.append(encode_event(event))
-        if len(pack) == per_record:
-            records.append((key, pack_events(pack)))
-            packs[key] = []
-    return records + [(key, pack_events(pack)) for key, pack in packs.items() if pack]
+    return pack_by_line(events, per_record)
 
 
 def produce(bootstrap: str, records: Sequence[tuple[bytes, bytes]], site: Site, partitions: int = 4) -> None:

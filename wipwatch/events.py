@@ -16,6 +16,7 @@ msgspec decodes on the hot path (ingest and processors); ``docs/events.md`` has 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Annotated, Final, Literal
 
@@ -113,6 +114,31 @@ def decode_event(payload: bytes) -> Event:
 def pack_events(payloads: list[bytes]) -> bytes:
     """One Kafka record value from already validated JSON event payloads: a JSON array, in order."""
     return b"[" + b",".join(payloads) + b"]"
+
+
+def line_key(site: str, line: str) -> bytes:
+    """Kafka key of a line's events: ``<site>/<line>``."""
+    return f"{site}/{line}".encode()
+
+
+def pack_by_line(events: Iterable[Event], per_record: int) -> list[tuple[bytes, bytes]]:
+    """``(key, value)`` records as ingest builds them: consecutive events of one line, ``per_record`` at most.
+
+    Raises:
+        ValueError: ``per_record`` is below 1.
+    """
+    if per_record < 1:
+        raise ValueError(f"per_record must be >= 1, got {per_record}")
+    records: list[tuple[bytes, bytes]] = []
+    packs: dict[bytes, list[bytes]] = {}
+    for event in events:
+        key = line_key(event.site, event.line)
+        pack = packs.setdefault(key, [])
+        pack.append(encode_event(event))
+        if len(pack) == per_record:
+            records.append((key, pack_events(pack)))
+            packs[key] = []
+    return records + [(key, pack_events(pack)) for key, pack in packs.items() if pack]
 
 
 def decode_record(value: bytes) -> list[Event]:
