@@ -45,11 +45,12 @@ class EngineConfig:
     lateness_s: float = 5.0
     throughput_window_s: float = 3600.0
     growth_window_s: float = 900.0
+    bottleneck_window_s: float = 3600.0
     dedup_horizon_s: float = 3600.0
     dedup_max_ids: int = 20_000
 
     def __post_init__(self) -> None:
-        for name in ("throughput_window_s", "growth_window_s"):
+        for name in ("throughput_window_s", "growth_window_s", "bottleneck_window_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         for name in ("lateness_s", "dedup_horizon_s"):
@@ -128,7 +129,10 @@ class LineEngine:
         self.line = line
         self.config = config
         self.state = state or LineState(
-            site=site_id, line=line.id, shipped=Throughput(window_s=config.throughput_window_s)
+            site=site_id,
+            line=line.id,
+            shipped=Throughput(window_s=config.throughput_window_s),
+            bottleneck=ActivePeriods(window_s=config.bottleneck_window_s),
         )
         for loc in line.locations:
             if loc.id not in self.state.locations:
