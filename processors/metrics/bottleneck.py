@@ -213,9 +213,7 @@ class ActivePeriods(msgspec.Struct, kw_only=True):
 
     def _forget(self, now: float, frontier: float) -> None:
         """Drop what no later answer can need (bounded state)."""
-        self.pool = [
-            p for p in self.pool if p[0] < frontier or _us(p[1] - p[0]) >= _us(now - frontier)
-        ]
+        self.pool = [p for p in self.pool if p[0] < frontier or _us(p[1] - p[0]) >= _us(now - frontier)]
         horizon = now - self.window_s
         credits = self.credits
         if credits and credits[0][1] <= horizon:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import msgspec
 import pytest
 
@@ -10,7 +12,7 @@ from wipwatch.processors.metrics.bottleneck import ActivePeriods, method_shares
 pytestmark = pytest.mark.unit
 
 
-def _run(periods: ActivePeriods, calls: list[tuple[float, str, bool]]) -> ActivePeriods:
+def _run(periods: ActivePeriods, calls: Sequence[tuple[float, str, bool]]) -> ActivePeriods:
     for t, station, active in calls:
         periods.set_active(t, station, active)
     return periods
@@ -79,7 +81,7 @@ def test_equal_periods_are_all_bottlenecks_whatever_their_names() -> None:
     assert _seconds(_run(ActivePeriods(), calls).shares(14), 14) == expected
     renamed = {"H": "zz", "A": "b", "B": "a"}  # B's new name sorts first: nothing may change
     swapped = _run(ActivePeriods(), [(t, renamed[s], a) for t, s, a in calls]).shares(14)
-    assert _seconds(swapped, 14) == {renamed[s]: v for s, v in expected.items()}  # type: ignore[comparison-overlap]
+    assert _seconds(swapped, 14) == {renamed[s]: v for s, v in expected.items()}
 
 
 def test_identical_periods_share_all_their_time() -> None:
@@ -94,7 +96,10 @@ def test_identical_periods_share_all_their_time() -> None:
 def test_idle_gaps_belong_to_no_station_and_separate_bottlenecks_are_sole() -> None:
     # A: [0, 10), B: [20, 30); observed [0, 40]
     periods = _run(ActivePeriods(), [(0, "A", True), (10, "A", False), (20, "B", True), (30, "B", False)])
-    assert _seconds(periods.shares(40), 40) == {"A": pytest.approx((10, 10, 0)), "B": pytest.approx((10, 10, 0))}
+    assert _seconds(periods.shares(40), 40) == {
+        "A": pytest.approx((10, 10, 0)),
+        "B": pytest.approx((10, 10, 0)),
+    }
     assert periods.longest_running(40) == set()
 
 
@@ -126,7 +131,10 @@ def test_a_station_idle_and_active_again_within_one_instant_keeps_its_period() -
     periods = _run(ActivePeriods(), calls)
     assert periods.active_period_s(25, "A") == 25.0
     assert periods.longest_running(25) == {"A"}
-    assert _seconds(periods.shares(30), 30) == {"A": pytest.approx((30, 30, 0)), "B": pytest.approx((0, 0, 0))}
+    assert _seconds(periods.shares(30), 30) == {
+        "A": pytest.approx((30, 30, 0)),
+        "B": pytest.approx((0, 0, 0)),
+    }
 
 
 def test_a_new_period_at_a_later_instant_starts_over() -> None:
@@ -137,7 +145,10 @@ def test_a_new_period_at_a_later_instant_starts_over() -> None:
 def test_unchanged_calls_are_no_ops() -> None:
     periods = _run(ActivePeriods(), [(0, "A", True), (5, "A", True), (7, "B", False)])
     assert periods.active_period_s(10, "A") == 10.0
-    assert _seconds(periods.shares(10), 10) == {"A": pytest.approx((10, 10, 0)), "B": pytest.approx((0, 0, 0))}
+    assert _seconds(periods.shares(10), 10) == {
+        "A": pytest.approx((10, 10, 0)),
+        "B": pytest.approx((0, 0, 0)),
+    }
 
 
 def test_rolling_window_counts_the_method_s_time_inside_it() -> None:
@@ -192,9 +203,9 @@ def test_state_stays_bounded_over_a_long_run() -> None:
 
 
 def test_method_shares_of_whole_run_periods_equal_the_online_walk() -> None:
-    assert method_shares(
-        [(0, 20, "A"), (10, 40, "B"), (35, 60, "C")], 0, 60
-    ) == _run(ActivePeriods(), THREE).shares(60)
+    assert method_shares([(0, 20, "A"), (10, 40, "B"), (35, 60, "C")], 0, 60) == _run(
+        ActivePeriods(), THREE
+    ).shares(60)
     # clipped to the observed span; periods touching end to end are one
     clipped = method_shares([(-5, 10, "A"), (10, 20, "A"), (15, 90, "B")], 0, 30)
     assert _seconds(clipped, 30) == {"A": pytest.approx((20, 15, 5)), "B": pytest.approx((15, 10, 5))}
