@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from wipwatch.events import Event, PartIn, PartOut, StationState
+from wipwatch.events import ACTIVE_STATES, Event, PartIn, PartOut, StationState
 from wipwatch.processors.metrics.bottleneck import ActivePeriods
 from wipwatch.processors.metrics.flow_time import FlowTimeSketch, Residents
 from wipwatch.processors.metrics.holding_cost import HoldingCost
@@ -31,8 +31,6 @@ from wipwatch.processors.metrics.station_state import StationClock
 from wipwatch.processors.metrics.throughput import Throughput
 from wipwatch.site import Line, LocationKind
 
-#: Station states during which a station is active in the active-period method (Roser).
-ACTIVE_STATES = frozenset({"working", "changeover", "down"})
 #: The location tag of data-quality points for events naming a location the site file does not have.
 UNKNOWN_LOCATION = "_unknown"
 _FORGET_CHUNK = 256

@@ -26,9 +26,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from wipwatch.events import Event, StationState
-from wipwatch.processors.metrics.bottleneck import ActivePeriods, Shares
-from wipwatch.processors.metrics.line_state import ACTIVE_STATES, EngineConfig, LineEngine
+from wipwatch.events import ACTIVE_STATES, Event, StationState
+from wipwatch.processors.metrics.bottleneck import ActivePeriods, Shares, method_shares
+from wipwatch.processors.metrics.line_state import EngineConfig, LineEngine
 from wipwatch.settings import REPO_ROOT
 from wipwatch.simulators.line import simulate_site
 from wipwatch.site import Line, Site, parse_site
@@ -168,6 +168,25 @@ def test_shares_equal_the_reference_on_simulated_lines(name: str, seed: int) -> 
         observed = end.timestamp() - T0.timestamp()
         assert engine.state.bottleneck.first == T0.timestamp()
         _assert_like_oracle(ours, reference, observed)
+
+
+@pytest.mark.parametrize(("name", "seed"), [("mass-production.yaml", 4), ("multi-line-site.yaml", 5)])
+def test_shares_from_events_equal_the_ground_truth_s(name: str, seed: int) -> None:
+    """The processors' shares (periods still running cut at the end) against the simulator's own periods."""
+    site = _site(name)
+    events: list[Event] = []
+    truth = simulate_site(site, events.append, seed=seed, duration=6 * 3600, start=T0)
+    end = (T0 + timedelta(hours=6)).timestamp()
+    for line in site.lines:
+        engine = LineEngine(line, site.site, EngineConfig())
+        engine.offer([e for e in events if e.line == line.id], partition=0, offset=0)
+        engine.release(everything=True)
+        ours = engine.state.bottleneck.shares(end)
+        expected = method_shares(truth.active_periods(line.id), 0.0, truth.duration)
+        assert set(expected) <= set(ours)
+        for station, share in ours.items():
+            assert share == pytest.approx(expected.get(station, (0.0, 0.0, 0.0)), abs=1e-6), station
+        assert max(share for share, _, _ in ours.values()) > 0.3
 
 
 def test_renaming_a_station_changes_nothing_on_a_simulated_line() -> None:
