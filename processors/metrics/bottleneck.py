@@ -134,16 +134,20 @@ class ActivePeriods(msgspec.Struct, kw_only=True):
 
     def window_shares(self, now: float) -> dict[str, Shares]:
         """Like ``shares``, over the rolling window ``[max(first call, now - window_s), now]``."""
-        tail = self._finish(now)
         begin = now - self.window_s if self.first is None else max(self.first, now - self.window_s)
         sole = dict.fromkeys(self.sole_s, 0.0)
         shifting = dict.fromkeys(self.sole_s, 0.0)
-        for start, end, station, is_shifting in (*self.credits, *tail.credits):
+        for start, end, station, is_shifting in self.timeline(now):
             inside = min(end, now) - max(start, begin)
             if inside > 0:
                 (shifting if is_shifting else sole)[station] += inside
         observed = now - begin
         return {s: _fractions(sole[s], shifting[s], observed) for s in sole}
+
+    def timeline(self, now: float) -> list[Credit]:
+        """The method's bottleneck time as (start, end, station, shifting), in time order, from the start
+        of the rolling window (or a little before) to ``now``; running periods cut at ``now``."""
+        return [*self.credits, *self._finish(now).credits]
 
     def _settle(self, t: float) -> None:
         """Once time moves past the instant ``last``: end the periods that ended at it, walk, forget."""
