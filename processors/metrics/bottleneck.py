@@ -83,6 +83,8 @@ class ActivePeriods(msgspec.Struct, kw_only=True):
     def __post_init__(self) -> None:
         if not 0 < self.window_s < math.inf:
             raise ValueError(f"window_s must be a positive number of seconds, got {self.window_s!r}")
+        if self.cursor is None and self.last is not None:
+            self.cursor = self.last  # a state stored before the walk existed: walk from where it was
 
     def set_active(self, t: float, station: str, active: bool) -> None:
         """``station`` became active (working, changeover, down) or inactive at ``t``; no-op if unchanged."""
@@ -151,6 +153,8 @@ class ActivePeriods(msgspec.Struct, kw_only=True):
 
     def _settle(self, t: float) -> None:
         """Once time moves past the instant ``last``: end the periods that ended at it, walk, forget."""
+        if not math.isfinite(t):
+            raise ValueError(f"t must be a finite event time, got {t!r}")
         last = self.last
         if last is None:
             self.first = self.last = self.cursor = t
@@ -217,7 +221,10 @@ class ActivePeriods(msgspec.Struct, kw_only=True):
 
     def _forget(self, now: float, frontier: float) -> None:
         """Drop what no later answer can need (bounded state)."""
-        self.pool = [p for p in self.pool if p[0] < frontier or _us(p[1] - p[0]) >= _us(now - frontier)]
+        pool = self.pool
+        if pool and pool[-1][0] >= frontier:  # sorted by start: only then is there anything to drop
+            lasted = _us(now - frontier)
+            self.pool = [p for p in pool if p[0] < frontier or _us(p[1] - p[0]) >= lasted]
         horizon = now - self.window_s
         credits = self.credits
         if credits and credits[0][1] <= horizon:

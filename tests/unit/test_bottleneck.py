@@ -227,6 +227,8 @@ def test_hostile_calls_are_rejected_with_the_offending_value() -> None:
         periods.set_active(9, "B", True)
     with pytest.raises(ValueError, match="now=9"):
         periods.shares(9)
+    with pytest.raises(ValueError, match="t must be a finite"):
+        periods.set_active(float("nan"), "A", False)
     with pytest.raises(ValueError, match="window_s"):
         ActivePeriods(window_s=0)
     with pytest.raises(ValueError, match="end=1"):
@@ -243,3 +245,11 @@ def test_round_trip_gives_an_equal_object_that_behaves_the_same() -> None:
     assert restored == periods
     assert restored.shares(60) == periods.shares(60)
     assert restored.window_shares(60) == periods.window_shares(60)
+
+
+def test_a_state_stored_before_the_walk_existed_walks_on_from_its_last_call() -> None:
+    old = msgspec.msgpack.encode({"first": 0.0, "last": 10.0, "starts": {"A": 5.0}, "current": "A"})
+    periods = msgspec.msgpack.decode(old, type=ActivePeriods)
+    assert periods.cursor == 10.0
+    _run(periods, [(12, "B", True), (20, "B", False)])
+    assert _seconds(periods.shares(20), 20) == {"B": pytest.approx((8, 8, 0))}
