@@ -59,7 +59,7 @@ def _us(seconds: float) -> int:
 class ActivePeriods(msgspec.Struct, kw_only=True):
     """Active periods of one line's stations and the bottleneck walk over them (msgpack-serialisable)."""
 
-    #: length of the rolling window of ``window_shares`` (settings ``PROCESSOR_BOTTLENECK_WINDOW_S``)
+    #: length of the rolling window of ``window_shares`` (``EngineConfig.bottleneck_window_s``)
     window_s: float = 3600.0
     first: float | None = None
     last: float | None = None

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from itertools import combinations
 from typing import Any
 
+import active_period_method as oracle
 import msgspec
 import pandas as pd
 import pytest
@@ -34,7 +35,6 @@ from wipwatch.simulators.line import simulate_site
 from wipwatch.site import Line, Site, parse_site
 
 pytestmark = pytest.mark.unit
-oracle = pytest.importorskip("active_period_method")
 T0 = datetime(2026, 11, 25, 6, 0, tzinfo=UTC)
 Call = tuple[float, str, bool]
 
