@@ -264,16 +264,24 @@ def method_shares(periods: Iterable[Period], start: float, end: float) -> dict[s
     """Bottleneck shares of whole-run data: the same walk as the processors, over ``[start, end]``.
 
     For ground truth and tests: ``periods`` are (start, end, station) active periods, clipped to
-    ``[start, end]``; one station's periods must not overlap. Periods touching (one ends where the next
-    starts) are one period, as in the processors.
+    ``[start, end]``. Periods touching (one ends where the next starts) are one period, as in the
+    processors.
+
+    Raises:
+        ValueError: ``end`` before ``start``, or two periods of one station overlapping.
     """
     if end < start:
         raise ValueError(f"end={end!r} is before start={start!r}")
+    clipped = sorted(
+        (station, max(p_start, start), min(p_end, end))
+        for p_start, p_end, station in periods
+        if min(p_end, end) > max(p_start, start)
+    )
     calls: list[tuple[float, int, str]] = []
-    for p_start, p_end, station in periods:
-        a, b = max(p_start, start), min(p_end, end)
-        if b > a:
-            calls += [(a, 1, station), (b, 0, station)]
+    for i, (station, a, b) in enumerate(clipped):
+        if i and clipped[i - 1][0] == station and clipped[i - 1][2] > a:
+            raise ValueError(f"active periods of {station!r} overlap: {clipped[i - 1][1:]} and {(a, b)}")
+        calls += [(a, 1, station), (b, 0, station)]
     calls.sort()
     walk = ActivePeriods()
     walk.advance(start)

@@ -233,6 +233,8 @@ def test_hostile_calls_are_rejected_with_the_offending_value() -> None:
         ActivePeriods(window_s=0)
     with pytest.raises(ValueError, match="end=1"):
         method_shares([], 2, 1)
+    with pytest.raises(ValueError, match="periods of 'A' overlap"):
+        method_shares([(0, 10, "A"), (5, 20, "A"), (0, 30, "B")], 0, 30)
 
 
 def test_round_trip_gives_an_equal_object_that_behaves_the_same() -> None:
