@@ -132,7 +132,7 @@ def main() -> None:
     for key, value in summary.items():
         unit = "fraction" if key.startswith(("agreement", "top")) else "points"
         shown = value if unit == "fraction" else value * 100
-        equal = "1" if unit == "fraction" else "0"
+        equal = "1" if key.startswith("agreement") else "0"
         print(f"{key}: {shown:.3f} {unit} (the method itself: {equal})")
     print(f"lines: {n}")
     out = Path(__file__).resolve().parent / "results" / "bottleneck_live.json"
