@@ -64,6 +64,21 @@ def test_the_whole_period_decides_not_the_part_elapsed() -> None:
     }
 
 
+def test_a_longer_period_starting_inside_the_bottleneck_period_waits_for_its_end() -> None:
+    # t:  0    10   20   30            200          300
+    # A:  [==============)                                 [0, 30): the only period at 0
+    # B:       [================================)          [10, 200): longer than A, starts inside it
+    # C:            [==========================================)  [20, 300)
+    # A stays the bottleneck to its end; at 30, C (280 s) beats B (190 s): B is never a bottleneck
+    calls = [(0, "A", True), (10, "B", True), (20, "C", True), (30, "A", False), (200, "B", False)]
+    periods = _run(ActivePeriods(), [*calls, (300, "C", False)])
+    assert _seconds(periods.shares(300), 300) == {
+        "A": pytest.approx((30, 20, 10)),  # shifting with C on [20, 30)
+        "B": pytest.approx((0, 0, 0)),
+        "C": pytest.approx((280, 270, 10)),
+    }
+
+
 def test_equal_periods_are_all_bottlenecks_whatever_their_names() -> None:
     # t:  0   2   4   6        12  14
     # H:  [=======)                        [0, 6)
