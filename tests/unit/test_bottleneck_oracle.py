@@ -261,3 +261,61 @@ def test_shares_do_not_depend_on_station_names(calls: list[Call], data: st.DataO
     assert {rename[s]: v for s, v in before.items()} == {
         s: pytest.approx(v, abs=1e-9) for s, v in after.items()
     }
+
+
+FIVE_STATIONS = parse_site(
+    {
+        "site": "s",
+        "lines": [
+            {
+                "id": "l",
+                "locations": [
+                    {"id": f"s{i}", "kind": "station", "process_time": {"mean": 10, "dist": "deterministic"}}
+                    for i in range(5)
+                ],
+            }
+        ],
+    }
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(timelines(), st.randoms(use_true_random=False), st.integers(0, 3))
+def test_the_engine_gives_the_method_s_shares_whatever_the_arrival_order_and_duplicates(
+    calls: list[Call], rnd: Any, restart_at: int
+) -> None:
+    """Instants arrive shuffled (within the lateness), some events twice, the engine restarted from its
+    dump midway: the shares are those of the ordered timeline."""
+    events = [
+        StationState(
+            v=1,
+            id=f"e{i}",
+            time=T0 + timedelta(seconds=t),
+            site="s",
+            line="l",
+            location=station,
+            state="working" if active else "idle",
+        )
+        for i, (t, station, active) in enumerate(calls)
+    ]
+    instants: dict[datetime, list[Event]] = {}
+    for event in events:
+        instants.setdefault(event.time, []).append(event)
+    groups = list(instants.values())
+    rnd.shuffle(groups)  # one instant's events keep their order: it decides the state the instant ends in
+    arrival = [e for group in groups for e in group]
+    arrival += rnd.sample(events, k=min(3, len(events)))  # redelivered
+    config = EngineConfig(lateness_s=100)
+    line = FIVE_STATIONS.lines[0]
+    engine = LineEngine(line, "s", config)
+    cut = len(arrival) * restart_at // 4
+    engine.offer(arrival[:cut], partition=0, offset=0)
+    engine = LineEngine.load(line, "s", config, engine.dump())
+    engine.offer(arrival[cut:], partition=0, offset=1)
+    end = T0 + timedelta(seconds=END)
+    engine.offer(_closing(line, FIVE_STATIONS, end), partition=0, offset=2)
+    engine.release(everything=True)
+    assert engine.state.quality.get("duplicate", 0) == min(3, len(events))
+    expected = _shares(calls)
+    got = engine.state.bottleneck.shares(end.timestamp())
+    assert {s: got[s] for s in expected} == {s: pytest.approx(v, abs=1e-9) for s, v in expected.items()}
