@@ -218,7 +218,9 @@ def verdict(point: OperatingPoint, bench: LineBenchmark, target_share: float = 0
     per_hour = 3600.0
     if point.throughput == 0:
         text = f"ships nothing at {point.wip:.0f} parts of WIP (r_b {r_b * per_hour:.1f}/h, T0 {_hours(t0)})"
-        return Verdict("idle", best_th, pwc_th, worst_th, best_ct, pwc_ct, worst_ct, target_share, None, None, text)
+        return Verdict(
+            "idle", best_th, pwc_th, worst_th, best_ct, pwc_ct, worst_ct, target_share, None, None, text
+        )
     region = "good" if point.throughput >= pwc_th else "bad"
     target = target_share * point.throughput
     w_needed = pwc_wip_for_throughput(target, r_b, t0)
@@ -229,8 +231,12 @@ def verdict(point: OperatingPoint, bench: LineBenchmark, target_share: float = 0
         f"{pwc_th * per_hour:.1f}/h at that WIP; W0 = {bench.w0:.1f})"
     )
     if math.isinf(w_needed):
-        text = f"{head}; today's output is at the estimated bottleneck rate, so no lower WIP keeps {share} of it"
-        return Verdict(region, best_th, pwc_th, worst_th, best_ct, pwc_ct, worst_ct, target_share, None, None, text)
+        text = (
+            f"{head}; today's output is at the estimated bottleneck rate, so no lower WIP keeps {share} of it"
+        )
+        return Verdict(
+            region, best_th, pwc_th, worst_th, best_ct, pwc_ct, worst_ct, target_share, None, None, text
+        )
     wip_needed = math.ceil(w_needed - 1e-9)
     _, ct_needed = practical_worst_case(wip_needed, r_b, t0)
     if wip_needed >= point.wip:
@@ -244,7 +250,17 @@ def verdict(point: OperatingPoint, bench: LineBenchmark, target_share: float = 0
             f"W0 {bench.w0:.1f})"
         )
     return Verdict(
-        region, best_th, pwc_th, worst_th, best_ct, pwc_ct, worst_ct, target_share, wip_needed, ct_needed, text
+        region,
+        best_th,
+        pwc_th,
+        worst_th,
+        best_ct,
+        pwc_ct,
+        worst_ct,
+        target_share,
+        wip_needed,
+        ct_needed,
+        text,
     )
 
 
