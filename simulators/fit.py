@@ -19,13 +19,16 @@ release policy); the recording gives the numbers:
   stock lasted say deterministic (CV < 0.2) or Poisson.
 
 A figure the recording cannot inform (a changeover when no SKU switch happened, breakdowns when the
-station worked less than three mean times between failures) is taken from the site file and said so.
+station worked less than three mean times between failures without one) is taken from the site file and
+said so. Otherwise the shift's own figures are used as they are, even when they rest on a few failures:
+the model reproduces the shift, not the long run.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -40,6 +43,8 @@ DETERMINISTIC_CV = 0.02
 MIN_SAMPLES = 5
 #: An hour in which finished goods held stock at least this long (seconds) counts its orders.
 MIN_STOCK_S = 600.0
+#: Finished goods held stock this share of the time up to the last stock: count orders by shipments.
+MOSTLY_STOCKED = 0.9
 _Z99 = 2.326  # one-sided 99 % normal quantile (Wilson-Hilferty chi-square quantile)
 
 
@@ -252,16 +257,43 @@ def _fit_station(loc: Location, samples: StationSamples) -> StationFit:
         )
     exact = sum(samples.dwell_exact)
     if exact >= MIN_SAMPLES:
-        points, masses = left_censored_weights(samples.dwell, samples.dwell_exact)
-        process = fit_distribution(points, masses)
-        censored = len(samples.dwell) - exact
-        notes.append("effective time from dwell: downtime and set-ups folded into the process time")
-        return StationFit(
-            loc.id, loc.machines, process, None, None, "dwell", len(samples.dwell), censored, tuple(notes)
-        )
+        return _fit_from_dwell(loc, samples, notes)
     notes.append(f"only {exact} usable samples: the site file's description is kept")
     return StationFit(
         loc.id, loc.machines, loc.process_time, loc.breakdowns, loc.changeover, "site", exact, 0, tuple(notes)
+    )
+
+
+def _fit_from_dwell(loc: Location, samples: StationSamples, notes: list[str]) -> StationFit:
+    """Effective process time from dwell times; a changeover as the extra dwell after SKU switches.
+
+    A part that arrives while another SKU is among the last ``machines`` parts may find a machine set up
+    for that SKU: the mean extra dwell of those parts over the others is the changeover (when positive
+    and seen at least ``MIN_SAMPLES`` times), and the others give the process time.
+    """
+    dwell, exact, switch = samples.dwell, samples.dwell_exact, samples.dwell_switch
+    plain = [i for i in range(len(dwell)) if not switch[i]]
+    after_switch = [dwell[i] for i in range(len(dwell)) if switch[i] and exact[i]]
+    changeover: ProcessTime | None = None
+    if len(after_switch) >= MIN_SAMPLES and sum(exact[i] for i in plain) >= MIN_SAMPLES:
+        base_points, base_masses = left_censored_weights([dwell[i] for i in plain], [exact[i] for i in plain])
+        base = sum(p * m for p, m in zip(base_points, base_masses, strict=True))
+        extra = statistics.fmean(after_switch) - base
+        if extra > 0.05 * base:
+            family = loc.changeover if loc.changeover is not None else ProcessTime(mean=1.0)
+            changeover = family.model_copy(update={"mean": extra})
+            notes.append(
+                f"changeover {extra:.0f} s: extra dwell of {len(after_switch)} parts after SKU switches"
+                + (f" (shape of the site file's {family.dist})" if loc.changeover is not None else "")
+            )
+            dwell = [dwell[i] for i in plain]
+            exact = [exact[i] for i in plain]
+    points, masses = left_censored_weights(dwell, exact)
+    process = fit_distribution(points, masses)
+    notes.append("effective time from dwell: downtime folded into the process time")
+    censored = len(exact) - sum(exact)
+    return StationFit(
+        loc.id, loc.machines, process, None, changeover, "dwell", len(dwell), censored, tuple(notes)
     )
 
 
@@ -319,7 +351,16 @@ def _fit_demand(obs: LineObservation, notes: list[str]) -> dict[str, Any]:
     in_stock = set(stock_orders)
     instant = [t for t in sorted(obs.ship_times) if t not in in_stock]
     tau = periods[-1][1]
-    level = len(stock_orders) / sum(_shape_integral(line, a, b) for a, b in periods)
+    stock_time = sum(b - a for a, b in periods)
+    if stock_time >= MOSTLY_STOCKED * tau:
+        # Stock nearly all along: at tau (its last moment) every order so far has been shipped, so the
+        # shipments up to tau count the orders exactly, the short backlogs included. More precise than the
+        # stock-time sample; with long backlogs it would be biased low (a backlog ends sooner when fewer
+        # orders come), hence only here.
+        served = sum(1 for t in obs.ship_times if t <= tau)
+        level = served / _shape_integral(line, 0.0, tau)
+    else:
+        level = len(stock_orders) / sum(_shape_integral(line, a, b) for a, b in periods)
     hours = math.ceil(tau / 3600)
     counts, expected, exposure = [0.0] * hours, [0.0] * hours, [0.0] * hours
     for h in range(hours):

@@ -53,10 +53,13 @@ class StationSamples:
     #: machine-holding time per departed part and whether it is exact (not possibly blocked)
     dwell: list[float] = field(default_factory=list)
     dwell_exact: list[bool] = field(default_factory=list)
+    #: whether the part came soon after a SKU switch (another SKU among the ``machines`` parts before it)
+    dwell_switch: list[bool] = field(default_factory=list)
     sku_switches: int = 0
     last_sku: str | None = None
     _working: dict[str, float] = field(default_factory=dict)
-    _entered: dict[str, float] = field(default_factory=dict)
+    _recent_skus: list[str] = field(default_factory=list)
+    _switch: dict[str, bool] = field(default_factory=dict)
 
     @property
     def mean_dwell_s(self) -> float | None:
@@ -210,6 +213,10 @@ class _LineReplay:
             if station.last_sku is not None and station.last_sku != event.sku:
                 station.sku_switches += 1
             station.last_sku = event.sku
+            recent = station._recent_skus
+            station._switch[part] = any(sku != event.sku for sku in recent)
+            recent.append(event.sku)
+            del recent[: -station.machines]
         if loc in self.loop_end and part in self.released:
             self.obs.cycle_times.append(now - self.released.pop(part))
         self._change(loc, now, event.qty)
@@ -230,6 +237,7 @@ class _LineReplay:
             station.dwell.append(now - entered)
             blocked = any(self.last_out.get(s) == now for s in self.successors[loc])
             station.dwell_exact.append(not blocked)
+            station.dwell_switch.append(station._switch.pop(part, False))
             done = station._working.pop(part, None)
             if done is not None:
                 station.process.append(done)

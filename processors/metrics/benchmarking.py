@@ -26,10 +26,13 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from wipwatch.site import Line, LocationKind
+
 __all__ = [
     "LineBenchmark",
     "OperatingPoint",
     "StationCapacity",
+    "StationObservation",
     "Verdict",
     "best_case",
     "critical_wip",
@@ -38,6 +41,8 @@ __all__ = [
     "observed_te_s",
     "practical_worst_case",
     "pwc_wip_for_throughput",
+    "site_stations",
+    "station_capacity",
     "verdict",
     "worst_case",
 ]
@@ -200,11 +205,14 @@ def _hours(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
 
 
-def verdict(point: OperatingPoint, bench: LineBenchmark, target_share: float = 0.95) -> Verdict:
+def verdict(
+    point: OperatingPoint, bench: LineBenchmark, target_share: float = 0.95, demand: float | None = None
+) -> Verdict:
     """Compare ``point`` with the curves at its WIP and find the WIP that keeps ``target_share`` of output.
 
     The suggested WIP is read off the practical-worst-case curve, so it is conservative: a line with less
-    variability than the PWC needs less. Curves at a WIP below 1 use ``w = 1`` for the PWC.
+    variability than the PWC needs less. Curves at a WIP below 1 use ``w = 1`` for the PWC. With customer
+    ``demand`` (parts/s) and a throughput within 5 % of it, the text says that orders set the output.
     """
     if not 0 < target_share <= 1:
         raise ValueError(f"target_share must be in (0, 1], got {target_share!r}")
@@ -305,3 +313,110 @@ def observed_te_s(working_s: float, changeover_s: float, down_s: float, departur
     if departures == 0:
         return None
     return (working_s + changeover_s + down_s) / departures
+
+
+@dataclass(frozen=True, slots=True)
+class StationObservation:
+    """What the live metrics (or a recording) say about one station, beside its site-file description.
+
+    Attributes:
+        station: location id.
+        machines: from the site file.
+        nominal_te_s: effective process time from the site file (:func:`nominal_te_s`).
+        nominal_visits: visits per part from the routes (parallel alternatives share evenly).
+        departures: parts that left the station over the observed time.
+        working_s, changeover_s, down_s: the station clock's seconds in those states.
+        mean_dwell_s: mean time a part held the station (a machine), blocked time included.
+        line_departures: parts that left the line over the same time.
+    """
+
+    station: str
+    machines: int
+    nominal_te_s: float
+    nominal_visits: float = 1.0
+    departures: int = 0
+    working_s: float = 0.0
+    changeover_s: float = 0.0
+    down_s: float = 0.0
+    mean_dwell_s: float | None = None
+    line_departures: int = 0
+
+
+#: Fewer departures than this and a station's observed figures are not used.
+MIN_DEPARTURES = 10
+
+
+def station_capacity(obs: StationObservation) -> tuple[StationCapacity, str]:
+    """The station's effective time and visits from observations where they suffice, else the site file.
+
+    Single machine: occupied seconds per departure (:func:`observed_te_s`), exact. Several machines: the
+    station clock shows a station working while any machine works, so it cannot give one machine's time;
+    the mean dwell is used instead (exact while the station is never blocked, an upper bound otherwise).
+    Visits: the station's departures over the line's. Returns the capacity and its source (``observed``,
+    ``dwell`` or ``site``).
+    """
+    te: float | None = None
+    source = "site"
+    if obs.departures >= MIN_DEPARTURES:
+        if obs.machines == 1:
+            te = observed_te_s(obs.working_s, obs.changeover_s, obs.down_s, obs.departures)
+            source = "observed"
+        elif obs.mean_dwell_s:
+            te, source = obs.mean_dwell_s, "dwell"
+    if not te:
+        te, source = obs.nominal_te_s, "site"
+    visits = obs.nominal_visits
+    if obs.line_departures >= MIN_DEPARTURES and obs.departures >= MIN_DEPARTURES:
+        visits = obs.departures / obs.line_departures
+    return StationCapacity(obs.station, obs.machines, te, visits), source
+
+
+def site_stations(line: Line) -> list[StationObservation]:
+    """The stations of ``line`` as the site file describes them, with nothing observed yet.
+
+    ``te = t0 / A + ts / Ns`` (:func:`nominal_te_s`) with ``Ns`` the parts between SKU switches: each
+    supplier lot is one SKU drawn by share, so a lot of L parts switches with probability ``1 - sum p^2``
+    and ``Ns = L / (1 - sum p^2)`` (no switches with one SKU). Visits: the flow from the first location
+    split evenly over each location's ``next`` alternatives.
+    """
+    shares = [s.share for s in line.skus or []]
+    switch = 1 - sum((s / sum(shares)) ** 2 for s in shares) if len(shares) > 1 else 0.0
+    lot = line.supply.lot_size if line.supply is not None else 1
+    parts_per_setup = lot / switch if switch > 0 else math.inf
+    flow = {loc.id: 0.0 for loc in line.locations}
+    flow[line.locations[0].id] = 1.0
+    for loc_id in _topological(line):
+        successors = line.successors(loc_id)
+        for target in successors:
+            flow[target] += flow[loc_id] / len(successors)
+    out = []
+    for loc in line.locations:
+        if loc.kind is not LocationKind.STATION or loc.process_time is None:
+            continue
+        failures = loc.breakdowns
+        te = nominal_te_s(
+            loc.process_time.mean,
+            failures.mtbf if failures else None,
+            failures.mttr if failures else None,
+            loc.changeover.mean if loc.changeover else 0.0,
+            parts_per_setup,
+        )
+        out.append(StationObservation(loc.id, loc.machines, te, flow[loc.id] or 1.0))
+    return out
+
+
+def _topological(line: Line) -> list[str]:
+    seen: set[str] = set()
+    order: list[str] = []
+
+    def visit(loc_id: str) -> None:
+        if loc_id in seen:
+            return
+        seen.add(loc_id)
+        for target in line.successors(loc_id):
+            visit(target)
+        order.append(loc_id)
+
+    for loc in line.locations:
+        visit(loc.id)
+    return order[::-1]
