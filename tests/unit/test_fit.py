@@ -88,7 +88,9 @@ def test_fit_reads_the_shift_it_was_given(tmp_path: Path) -> None:
     assert stations["paint"].process_time.dist == "deterministic"
     assert stations["paint"].process_time.mean == pytest.approx(40)
     assert stations["paint"].changeover is not None and stations["paint"].changeover.mean == pytest.approx(60)
-    assert stations["cut"].source == "states" and stations["cut"].process_time.mean == pytest.approx(40, rel=0.1)
+    assert stations["cut"].source == "states" and stations["cut"].process_time.mean == pytest.approx(
+        40, rel=0.1
+    )
     assert stations["weld"].source == "dwell" and stations["weld"].censored > 0  # 2 machines, kanban blocks
     assert stations["weld"].process_time.mean == pytest.approx(90, rel=0.1)
     assert line.demand_per_hour == pytest.approx(50, rel=0.15)

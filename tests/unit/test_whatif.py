@@ -55,7 +55,12 @@ def _serial_push(times: list[float]) -> dict[str, Any]:
             {"id": f"b{i}", "kind": "buffer"},
         ]
     locations[-1] = {"id": "fg", "kind": "store"}
-    line = {"id": "l1", "release": {"policy": "push"}, "supply": {"at": [0], "lot_size": 400}, "locations": locations}
+    line = {
+        "id": "l1",
+        "release": {"policy": "push"},
+        "supply": {"at": [0], "lot_size": 400},
+        "locations": locations,
+    }
     return {"site": "fp", "lines": [line]}
 
 
