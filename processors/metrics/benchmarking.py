@@ -257,6 +257,8 @@ def verdict(
             f"{pwc_th * per_hour:.1f}/h at that WIP; r_b {r_b * per_hour:.1f}/h, T0 {_hours(t0)}, "
             f"W0 {bench.w0:.1f})"
         )
+    if demand is not None and point.throughput >= 0.95 * demand:
+        text += f"; orders ({demand * per_hour:.1f}/h) set the output, not the line"
     return Verdict(
         region,
         best_th,
@@ -327,7 +329,6 @@ class StationObservation:
         departures: parts that left the station over the observed time.
         working_s, changeover_s, down_s: the station clock's seconds in those states.
         mean_dwell_s: mean time a part held the station (a machine), blocked time included.
-        line_departures: parts that left the line over the same time.
     """
 
     station: str
@@ -339,7 +340,6 @@ class StationObservation:
     changeover_s: float = 0.0
     down_s: float = 0.0
     mean_dwell_s: float | None = None
-    line_departures: int = 0
 
 
 #: Fewer departures than this and a station's observed figures are not used.
@@ -352,8 +352,8 @@ def station_capacity(obs: StationObservation) -> tuple[StationCapacity, str]:
     Single machine: occupied seconds per departure (:func:`observed_te_s`), exact. Several machines: the
     station clock shows a station working while any machine works, so it cannot give one machine's time;
     the mean dwell is used instead (exact while the station is never blocked, an upper bound otherwise).
-    Visits: the station's departures over the line's. Returns the capacity and its source (``observed``,
-    ``dwell`` or ``site``).
+    Visits come from the routes (:func:`site_stations`). Returns the capacity and its source
+    (``observed``, ``dwell`` or ``site``).
     """
     te: float | None = None
     source = "site"
@@ -366,8 +366,6 @@ def station_capacity(obs: StationObservation) -> tuple[StationCapacity, str]:
     if not te:
         te, source = obs.nominal_te_s, "site"
     visits = obs.nominal_visits
-    if obs.line_departures >= MIN_DEPARTURES and obs.departures >= MIN_DEPARTURES:
-        visits = obs.departures / obs.line_departures
     return StationCapacity(obs.station, obs.machines, te, visits), source
 
 
@@ -377,32 +375,38 @@ def site_stations(line: Line) -> list[StationObservation]:
     ``te = t0 / A + ts / Ns`` (:func:`nominal_te_s`) with ``Ns`` the parts between SKU switches: each
     supplier lot is one SKU drawn by share, so a lot of L parts switches with probability ``1 - sum p^2``
     and ``Ns = L / (1 - sum p^2)`` (no switches with one SKU). Visits: the flow from the first location
-    split evenly over each location's ``next`` alternatives.
+    split over each location's ``next`` alternatives in proportion to their capacity ``m / te`` (a part
+    joins the one with most room, so alternatives share the load as one pooled station; non-stations
+    count as equal), so every alternative shows the pooled rate.
     """
     shares = [s.share for s in line.skus or []]
     switch = 1 - sum((s / sum(shares)) ** 2 for s in shares) if len(shares) > 1 else 0.0
     lot = line.supply.lot_size if line.supply is not None else 1
     parts_per_setup = lot / switch if switch > 0 else math.inf
+    te: dict[str, float] = {}
+    for loc in line.locations:
+        if loc.kind is LocationKind.STATION and loc.process_time is not None:
+            failures = loc.breakdowns
+            te[loc.id] = nominal_te_s(
+                loc.process_time.mean,
+                failures.mtbf if failures else None,
+                failures.mttr if failures else None,
+                loc.changeover.mean if loc.changeover else 0.0,
+                parts_per_setup,
+            )
+    weight = {loc.id: loc.machines / te[loc.id] if loc.id in te else 1.0 for loc in line.locations}
     flow = {loc.id: 0.0 for loc in line.locations}
     flow[line.locations[0].id] = 1.0
     for loc_id in _topological(line):
         successors = line.successors(loc_id)
+        total = sum(weight[t] for t in successors)
         for target in successors:
-            flow[target] += flow[loc_id] / len(successors)
-    out = []
-    for loc in line.locations:
-        if loc.kind is not LocationKind.STATION or loc.process_time is None:
-            continue
-        failures = loc.breakdowns
-        te = nominal_te_s(
-            loc.process_time.mean,
-            failures.mtbf if failures else None,
-            failures.mttr if failures else None,
-            loc.changeover.mean if loc.changeover else 0.0,
-            parts_per_setup,
-        )
-        out.append(StationObservation(loc.id, loc.machines, te, flow[loc.id] or 1.0))
-    return out
+            flow[target] += flow[loc_id] * weight[target] / total
+    return [
+        StationObservation(loc.id, loc.machines, te[loc.id], flow[loc.id] or 1.0)
+        for loc in line.locations
+        if loc.id in te
+    ]
 
 
 def _topological(line: Line) -> list[str]:
