@@ -10,6 +10,7 @@ from grafana_foundation_sdk.models import dashboard as model
 
 from wipwatch.dashboards.influxql import DATASOURCE, InfluxQL, site_filter
 from wipwatch.dashboards.panels import cap_override, grid, line_variable, money_unit, site_variable, unit_is
+from wipwatch.processors.metrics.benchmarking import line_benchmark, site_stations, station_capacity
 from wipwatch.site import Site
 
 UID = "wipwatch-line-detail"
@@ -219,6 +220,73 @@ def holding_cost(site: Site) -> timeseries.Panel:
     )
 
 
+def _benchmark_where(line_id: str) -> str:
+    return f"{site_filter()} AND \"line\" = '{line_id}' {_BY_TIME}"
+
+
+def benchmark_throughput(site: Site) -> timeseries.Panel:
+    """Throughput against Factory Physics' curves at the line's time-average WIP w (docs/benchmarking.md).
+
+    r_b and T0 come from the site file (``site_stations``), so each line has its own target; only the
+    chosen line's returns rows. Practical worst case ``w r_b / (W0 + w - 1)``; best case above W0 ``r_b``;
+    worst case ``1 / T0``. Throughput since the start: ``avg_wip / littles_law_s``.
+    """
+    panel = (
+        timeseries.Panel()
+        .title("Throughput vs Factory Physics benchmarks at this WIP (parts/hour)")
+        .description(
+            "Throughput since the start against the bottleneck rate r_b (best case above the critical WIP "
+            "W0), the practical worst case at the line's time-average WIP (above it: the good region) and "
+            "the worst case 1/T0. r_b and T0 from the site file; `wipwatch benchmark` uses observed times."
+        )
+        .datasource(DATASOURCE)
+        .grid_pos(grid(0, 56, 12, 8))
+    )
+    for index, line in enumerate(site.lines):
+        bench = line_benchmark([station_capacity(o)[0] for o in site_stations(line)])
+        rb_h, w0, worst_h = bench.r_b * 3600, bench.w0, 3600 / bench.t0
+        panel = panel.with_target(
+            InfluxQL(
+                'SELECT last("avg_wip") / last("littles_law_s") * 3600 AS "throughput", '
+                f'last("avg_wip") * {rb_h:.6g} / ({w0:.6g} - 1 + last("avg_wip")) AS "practical_worst_case", '
+                f'last("avg_wip") * 0 + {rb_h:.6g} AS "bottleneck_rate", '
+                f'last("avg_wip") * 0 + {worst_h:.6g} AS "worst_case" '
+                f'FROM "lead_time" WHERE {_benchmark_where(line.id)}',
+                ref_id=chr(ord("A") + index % 26) + (str(index // 26) if index >= 26 else ""),
+            )
+        )
+    return panel
+
+
+def benchmark_lead_time(site: Site) -> timeseries.Panel:
+    """Measured lead time against the cycle-time curves at the line's WIP: PWC ``T0 + (w - 1)/r_b``, best
+    ``max(T0, w/r_b)`` shown as ``w/r_b`` (the line runs above W0 whenever it is worth benchmarking)."""
+    panel = (
+        timeseries.Panel()
+        .title("Lead time vs Factory Physics benchmarks at this WIP")
+        .description(
+            "Measured lead time against the practical-worst-case cycle time T0 + (w-1)/r_b and the best "
+            "case w/r_b at the line's time-average WIP w (r_b, T0 from the site file)."
+        )
+        .datasource(DATASOURCE)
+        .grid_pos(grid(12, 56, 12, 8))
+        .unit("s")
+    )
+    for index, line in enumerate(site.lines):
+        bench = line_benchmark([station_capacity(o)[0] for o in site_stations(line)])
+        te_b, t0 = 1 / bench.r_b, bench.t0
+        panel = panel.with_target(
+            InfluxQL(
+                'SELECT last("measured_s") AS "measured", '
+                f'{t0:.6g} + (last("avg_wip") - 1) * {te_b:.6g} AS "practical_worst_case", '
+                f'last("avg_wip") * {te_b:.6g} AS "best_case" '
+                f'FROM "lead_time" WHERE {_benchmark_where(line.id)}',
+                ref_id=chr(ord("A") + index % 26) + (str(index // 26) if index >= 26 else ""),
+            )
+        )
+    return panel
+
+
 def build(site: Site) -> dash.Dashboard:
     """The line detail dashboard (one line at a time, caps from ``site``)."""
     return (
@@ -240,4 +308,6 @@ def build(site: Site) -> dash.Dashboard:
         .with_panel(starved_blocked())
         .with_panel(lead_time())
         .with_panel(holding_cost(site))
+        .with_panel(benchmark_throughput(site))
+        .with_panel(benchmark_lead_time(site))
     )

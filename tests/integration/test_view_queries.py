@@ -83,7 +83,7 @@ def contract_lines(site: Site, with_bottleneck: bool = True) -> list[str]:
         out.append(line("throughput", line_tags, fields, t))
         fields = {"p50_s": 600.0, "p90_s": 900.0, "p99_s": 1200.0, "oldest_age_s": 1500.0}
         out.append(line("flow_time", line_tags, fields, t))
-        fields = {"littles_law_s": 2700.0, "measured_s": 3000.0, "value_added_ratio": 0.08}
+        fields = {"littles_law_s": 2700.0, "measured_s": 3000.0, "value_added_ratio": 0.08, "avg_wip": 36.0}
         out.append(line("lead_time", base, fields, t))
     out.append(
         line("data_quality", {**base, "location": "b-cut", "reason": "negative_wip"}, {"count": 1}, T0)
@@ -152,6 +152,19 @@ def test_panel_values_match_the_written_points(stack: NativeStack) -> None:
         for r in run("wipwatch-shift-review", "Peak and mean WIP per location over the shift")
     }
     assert peaks["b-press"] == 18 and peaks["raw"] == 3
+    # Factory Physics benchmarks of lean-line from its site file: press 52 s is the bottleneck,
+    # r_b = 3600/52 = 69.23/h; T0 = 45 + 52 + 50 + 40 + 30 = 217 s; W0 = 217/52 = 4.173
+    bench = run("wipwatch-line-detail", "Throughput vs Factory Physics benchmarks at this WIP (parts/hour)")[
+        -1
+    ]
+    assert bench["throughput"] == pytest.approx(36 / 2700 * 3600)  # 48/h, as the throughput measurement says
+    assert bench["practical_worst_case"] == pytest.approx(36 * 3600 / 52 / (217 / 52 - 1 + 36), rel=1e-5)
+    assert bench["bottleneck_rate"] == pytest.approx(3600 / 52, rel=1e-5)
+    assert bench["worst_case"] == pytest.approx(3600 / 217, rel=1e-5)
+    lead = run("wipwatch-line-detail", "Lead time vs Factory Physics benchmarks at this WIP")[-1]
+    assert lead["measured"] == 3000.0
+    assert lead["practical_worst_case"] == pytest.approx(217 + 35 * 52, rel=1e-5)
+    assert lead["best_case"] == pytest.approx(36 * 52, rel=1e-5)
 
 
 def test_board_snapshot_shows_latest_values_and_dashes_for_missing(stack: NativeStack) -> None:
