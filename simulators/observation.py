@@ -285,8 +285,10 @@ class _LineReplay:
         return self.obs
 
 
-def read_events(path: Path, site: Site) -> tuple[list[Event], int]:
-    """The site's v1 events of a recording in file order, and how many messages were not (skipped).
+def read_events(path: Path, site: Site) -> tuple[list[Event], int, list[str]]:
+    """The site's v1 events of a recording in file order, how many messages were not (ignored), and the
+    parts of the file the reader could not read (line number and reason; a damaged file still yields
+    every readable message).
 
     Raises:
         RecordingError: unreadable file, unknown format, or no event of the site at all.
@@ -295,7 +297,8 @@ def read_events(path: Path, site: Site) -> tuple[list[Event], int]:
 
     events: list[Event] = []
     ignored = 0
-    for message in read_recording(path):
+    reader = read_recording(path)
+    for message in reader:
         try:
             event = decode_event(message.payload)
         except EventError:
@@ -305,12 +308,13 @@ def read_events(path: Path, site: Site) -> tuple[list[Event], int]:
             ignored += 1
             continue
         events.append(event)
+    unreadable = [str(skip) for skip in reader.skipped]
     if not events:
         raise RecordingError(
             f"{path}: no event of site {site.site!r} with a location of the site file "
-            f"({ignored} messages ignored); is it the right --site?"
+            f"({ignored} messages ignored, {len(unreadable)} lines unreadable); is it the right --site?"
         )
-    return events, ignored
+    return events, ignored, unreadable
 
 
 def observe(

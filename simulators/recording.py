@@ -1,15 +1,12 @@
 """Simulated events to a JSON-lines file instead of MQTT (``wipwatch simulate --dry-run``).
 
 Each line is what ``mosquitto_sub -F %j`` prints for the message the simulator would have published:
-``tst`` (here the event time, in mosquitto's own form ``2026-11-25T06:00:00.000000Z+0000``, microseconds
-always written so the recording reader parses every line), ``topic``, ``qos``, ``retain``,
-``payloadlen`` and ``payload`` (the v1 event JSON as a string), so the replay helper reads a dry run and a
-live recording alike.
+``tst`` (here the event time), ``topic``, ``qos``, ``retain``, ``payloadlen`` and ``payload`` (the v1
+event JSON as a string), so the replay helper reads a dry run and a live recording alike.
 """
 
 from __future__ import annotations
 
-from datetime import UTC
 from pathlib import Path
 from types import TracebackType
 from typing import IO
@@ -44,8 +41,7 @@ class JsonLinesSink:
 
     def __call__(self, event: Event) -> None:
         payload = encode_event(event)
-        tst = event.time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ+0000")
-        line = _Line(tst, topic_for(event), self.qos, 0, len(payload), payload.decode())
+        line = _Line(event.time.isoformat(), topic_for(event), self.qos, 0, len(payload), payload.decode())
         self._file.write(self._encoder.encode(line) + b"\n")
         self.written += 1
 

@@ -82,9 +82,16 @@ def read_shift(path: Path, site: Site, start: str | None, duration: str | None) 
 
     if not path.is_file():
         raise RecordingError(f"{path}: no such recording")
-    events, ignored = read_events(path, site)
+    events, ignored, unreadable = read_events(path, site)
     if ignored:
         err_console.print(f"{path}: {ignored} messages are not events of site {site.site} (ignored)")
+    if unreadable:
+        err_console.print(
+            f"{path}: {len(unreadable)} lines unreadable, the figures miss their events "
+            f"(first: {unreadable[0]})",
+            markup=False,
+            highlight=False,
+        )
     return observe(events, site, _start(start), _seconds(duration), ignored)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from tests.shifts import record_shift
 from wipwatch.cli import app
 from wipwatch.errors import RecordingError, SiteFileError
 from wipwatch.processors.metrics.benchmarking import (
@@ -20,7 +21,6 @@ from wipwatch.processors.metrics.benchmarking import (
     verdict,
 )
 from wipwatch.simulators.line import simulate_site
-from wipwatch.simulators.recording import JsonLinesSink
 from wipwatch.site import load_site
 
 pytestmark = pytest.mark.unit
@@ -61,9 +61,8 @@ def test_mass_production_verdict_matches_the_hand_calculation() -> None:
 
 @pytest.fixture(scope="module")
 def push_shift(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("shift") / "push.jsonl"
-    with JsonLinesSink(path) as sink:
-        simulate_site(load_site(EXAMPLES / "mass-production.yaml"), sink, 1, 8 * 3600, start=START)
+    path = tmp_path_factory.mktemp("shift") / "push.rec"
+    record_shift(load_site(EXAMPLES / "mass-production.yaml"), 1, path)
     return path
 
 
@@ -93,10 +92,9 @@ def test_benchmark_json_from_a_recording(push_shift: Path) -> None:
 
 
 def test_whatif_json_on_a_short_shift(tmp_path: Path) -> None:
-    path = tmp_path / "pull.jsonl"
+    path = tmp_path / "pull.rec"
     site = load_site(EXAMPLES / "lean-pull.yaml")
-    with JsonLinesSink(path) as sink:
-        truth = simulate_site(site, sink, 2, 2 * 3600, start=START)
+    truth = record_shift(site, 2, path, 2 * 3600)
     scenarios = tmp_path / "more.yaml"
     scenarios.write_text("all-conwip:\n  description: one loop\n  release: {policy: conwip, wip_cap: 12}\n")
     args = ["whatif", "--site", str(EXAMPLES / "lean-pull.yaml"), "--recording", str(path)]
@@ -136,9 +134,8 @@ def test_user_errors_are_one_line(tmp_path: Path) -> None:
     assert "no event of site 'bracket-plant'" in str(empty.exception)
     bad = tmp_path / "bad.yaml"
     bad.write_text("x:\n  release: {policy: conwip}\n")
-    path = tmp_path / "s.jsonl"
-    with JsonLinesSink(path) as sink:
-        simulate_site(load_site(site), sink, 1, 600, start=START)
+    path = tmp_path / "s.rec"
+    record_shift(load_site(site), 1, path, 600)
     wrong = runner.invoke(app, ["whatif", "--site", site, "--recording", str(path), "--scenarios", str(bad)])
     assert isinstance(wrong.exception, SiteFileError)
     assert "bad.yaml" in str(wrong.exception) and "x.release" in str(wrong.exception)

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.shifts import record_shift
 from wipwatch.simulators.fit import fit_distribution, fit_shift, left_censored_weights
-from wipwatch.simulators.line import simulate_site
 from wipwatch.simulators.observation import observe, read_events
-from wipwatch.simulators.recording import JsonLinesSink
 from wipwatch.simulators.truth import GroundTruth
 from wipwatch.simulators.whatif import as_run, run_variant
 from wipwatch.site import Site, load_site
@@ -26,16 +25,15 @@ SHIFT = 8 * 3600.0
 
 
 def record(site: Site, seed: int, path: Path) -> GroundTruth:
-    """One simulated shift written as `wipwatch simulate --dry-run` writes it."""
-    with JsonLinesSink(path) as sink:
-        return simulate_site(site, sink, seed, SHIFT, start=START)
+    """One simulated 8-hour shift written as a recording."""
+    return record_shift(site, seed, path, SHIFT)
 
 
 def test_recording_read_back_equals_the_ground_truth(tmp_path: Path) -> None:
     site = load_site(EXAMPLES / "multi-line-site.yaml")
-    truth = record(site, 3, tmp_path / "shift.jsonl")
-    events, ignored = read_events(tmp_path / "shift.jsonl", site)
-    assert ignored == 0 and len(events) == truth.events
+    truth = record(site, 3, tmp_path / "shift.rec")
+    events, ignored, unreadable = read_events(tmp_path / "shift.rec", site)
+    assert ignored == 0 and unreadable == [] and len(events) == truth.events
     shift = observe(events, site, duration=SHIFT)
     for line in site.lines:
         seen, real = shift.lines[line.id].summary(), truth.line_summary(line.id)
@@ -76,8 +74,8 @@ def test_left_censored_weights_by_hand() -> None:
 
 def test_fit_reads_the_shift_it_was_given(tmp_path: Path) -> None:
     site = load_site(EXAMPLES / "lean-pull.yaml")
-    record(site, 2, tmp_path / "pull.jsonl")
-    events, _ = read_events(tmp_path / "pull.jsonl", site)
+    record(site, 2, tmp_path / "pull.rec")
+    events, _, _ = read_events(tmp_path / "pull.rec", site)
     model = fit_shift(observe(events, site, duration=SHIFT))
     line = model.site.line("brackets")
     # the supplier's kanban rule is recognised: 2 cards of 5, 5 minutes
@@ -98,8 +96,8 @@ def test_fit_reads_the_shift_it_was_given(tmp_path: Path) -> None:
 
 def test_a_schedule_is_replayed_as_recorded(tmp_path: Path) -> None:
     site = load_site(EXAMPLES / "mass-production.yaml")
-    record(site, 1, tmp_path / "push.jsonl")
-    events, _ = read_events(tmp_path / "push.jsonl", site)
+    record(site, 1, tmp_path / "push.rec")
+    events, _, _ = read_events(tmp_path / "push.rec", site)
     model = fit_shift(observe(events, site, duration=SHIFT))
     deliveries = model.lines["brackets"].deliveries
     assert deliveries is not None
@@ -130,8 +128,8 @@ def test_fitted_model_reproduces_its_source(tmp_path: Path, example: str, shifts
     recorded: dict[tuple[str, str], list[float]] = {}
     simulated: dict[tuple[str, str], list[float]] = {}
     for seed in range(1, shifts + 1):
-        record(site, seed, tmp_path / f"shift-{seed}.jsonl")
-        events, _ = read_events(tmp_path / f"shift-{seed}.jsonl", site)
+        record(site, seed, tmp_path / f"shift-{seed}.rec")
+        events, _, _ = read_events(tmp_path / f"shift-{seed}.rec", site)
         model = fit_shift(observe(events, site, duration=SHIFT))
         runs = run_variant(as_run(model), range(100, 100 + seeds), SHIFT)
         for line in site.lines:

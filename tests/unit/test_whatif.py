@@ -10,10 +10,9 @@ from typing import Any
 
 import pytest
 
+from tests.shifts import record_shift
 from wipwatch.simulators.fit import fit_shift
-from wipwatch.simulators.line import simulate_site
 from wipwatch.simulators.observation import observe, read_events
-from wipwatch.simulators.recording import JsonLinesSink
 from wipwatch.simulators.whatif import (
     Estimate,
     Variant,
@@ -107,14 +106,13 @@ def test_alternatives_change_what_they_say() -> None:
 
 
 def _record(site_file: str, seed: int, path: Path) -> None:
-    with JsonLinesSink(path) as sink:
-        simulate_site(load_site(EXAMPLES / site_file), sink, seed, SHIFT, start=START)
+    record_shift(load_site(EXAMPLES / site_file), seed, path, SHIFT)
 
 
 def test_faster_bottleneck_on_a_fitted_shift(tmp_path: Path) -> None:
     site = load_site(EXAMPLES / "mass-production.yaml")
-    _record("mass-production.yaml", 1, tmp_path / "push.jsonl")
-    events, _ = read_events(tmp_path / "push.jsonl", site)
+    _record("mass-production.yaml", 1, tmp_path / "push.rec")
+    events, _, _ = read_events(tmp_path / "push.rec", site)
     model = fit_shift(observe(events, site, duration=SHIFT))
     faster = faster_bottleneck(as_run(model), model, 0.2)
     assert "brackets/press" in faster.description  # press: 50 s / 0.96 availability, 69 parts/h
@@ -139,8 +137,8 @@ def test_pull_what_if_on_recorded_push_shifts_predicts_lean_pull(tmp_path: Path)
     mass = load_site(EXAMPLES / "mass-production.yaml")
     predicted: dict[str, list[float]] = {"avg_wip": [], "mean_lead_time_s": [], "throughput_per_hour": []}
     for shift in (1, 2, 3):
-        _record("mass-production.yaml", shift, tmp_path / f"push-{shift}.jsonl")
-        events, _ = read_events(tmp_path / f"push-{shift}.jsonl", mass)
+        _record("mass-production.yaml", shift, tmp_path / f"push-{shift}.rec")
+        events, _, _ = read_events(tmp_path / f"push-{shift}.rec", mass)
         model = fit_shift(observe(events, mass, duration=SHIFT))
         scenario = Scenario(release=pull_line.release, supply=pull_line.supply)
         runs = run_variant(with_scenario(as_run(model), "pull", scenario), seeds, SHIFT)["brackets"]
