@@ -233,7 +233,7 @@ def _fit_station(loc: Location, samples: StationSamples) -> StationFit:
         working = samples.seconds["working"]
         repairs = samples.repairs
         breakdowns: Breakdowns | None = None
-        if repairs:
+        if repairs and working > 0 and sum(repairs) > 0:
             breakdowns = Breakdowns(mtbf=working / len(repairs), mttr=sum(repairs) / len(repairs))
         elif loc.breakdowns is not None and working < 3 * loc.breakdowns.mtbf:
             breakdowns = loc.breakdowns
@@ -350,8 +350,14 @@ def _fit_demand(obs: LineObservation, notes: list[str]) -> dict[str, Any]:
     stock_orders = sorted(obs.stock_order_times)
     in_stock = set(stock_orders)
     instant = [t for t in sorted(obs.ship_times) if t not in in_stock]
+    if not periods:
+        return {}
     tau = periods[-1][1]
     stock_time = sum(b - a for a, b in periods)
+    exposure_total = sum(_shape_integral(line, a, b) for a, b in periods)
+    if exposure_total <= 0:  # the site file's profile says no orders while there was stock: no shape
+        line = line.model_copy(update={"demand_profile": None})
+        exposure_total = stock_time
     if stock_time >= MOSTLY_STOCKED * tau:
         # Stock nearly all along: at tau (its last moment) every order so far has been shipped, so the
         # shipments up to tau count the orders exactly, the short backlogs included. More precise than the
@@ -360,7 +366,7 @@ def _fit_demand(obs: LineObservation, notes: list[str]) -> dict[str, Any]:
         served = sum(1 for t in obs.ship_times if t <= tau)
         level = served / _shape_integral(line, 0.0, tau)
     else:
-        level = len(stock_orders) / sum(_shape_integral(line, a, b) for a, b in periods)
+        level = len(stock_orders) / exposure_total
     hours = math.ceil(tau / 3600)
     counts, expected, exposure = [0.0] * hours, [0.0] * hours, [0.0] * hours
     for h in range(hours):
@@ -394,6 +400,8 @@ def _fit_demand(obs: LineObservation, notes: list[str]) -> dict[str, Any]:
         if not steps or steps[-1][1] != rate:
             steps.append((at, rate))
     base = max(r for _, r in steps)
+    if base <= 0:
+        return {"demand_per_hour": None, "demand_profile": None}
     if len(steps) == 1:
         return {"demand_per_hour": base * 3600, "demand_dist": dist, "demand_profile": None}
     profile = [DemandStep(from_hour=at / 3600, factor=r / base) for at, r in steps]
