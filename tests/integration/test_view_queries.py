@@ -212,6 +212,13 @@ def test_board_snapshot_shows_latest_values_and_dashes_for_missing(stack: Native
     line_view = snap["lines"][0]
     assert (line_view["littles_law_s"], line_view["measured_lead_s"]) == (2700.0, 3000.0)
     assert line_view["throughput_per_hour"] == 48.0
+    # lean-line from its site file: r_b = 3600/52 = 69.23/h, W0 = 217/52; at WIP 36 and 48/h the
+    # practical worst case makes 36 x 69.23 / (4.173 - 1 + 36) = 63.6/h: the bad region
+    bench = line_view["benchmark"]
+    assert (bench["r_b_per_hour"], bench["w0"]) == (pytest.approx(3600 / 52), pytest.approx(217 / 52))
+    assert bench["wip"] == 36.0 and bench["region"] == "bad"
+    assert bench["pwc_throughput_per_hour"] == pytest.approx(36 * 3600 / 52 / (217 / 52 - 1 + 36))
+    assert bench["verdict"].startswith("runs at 36 parts of WIP where ")
     # trend: one bucket per minute over the hour before the latest point; the last bucket holds it
     assert len(b_press["trend"]) == 60 and b_press["trend"][-1] == 18
     assert snap["stale_s"] == 0.0
