@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from grafana_foundation_sdk.builders import barchart, statetimeline, timeseries
 from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.builders import dashboard as dash
@@ -10,7 +12,12 @@ from grafana_foundation_sdk.models import dashboard as model
 
 from wipwatch.dashboards.influxql import DATASOURCE, InfluxQL, site_filter
 from wipwatch.dashboards.panels import cap_override, grid, line_variable, money_unit, site_variable, unit_is
-from wipwatch.processors.metrics.benchmarking import line_benchmark, site_stations, station_capacity
+from wipwatch.processors.metrics.benchmarking import (
+    LineBenchmark,
+    line_benchmark,
+    site_stations,
+    station_capacity,
+)
 from wipwatch.site import Site
 
 UID = "wipwatch-line-detail"
@@ -220,16 +227,24 @@ def holding_cost(site: Site) -> timeseries.Panel:
     )
 
 
-def _benchmark_where(line_id: str) -> str:
-    return f"{site_filter()} AND \"line\" = '{line_id}' {_BY_TIME}"
+def _per_line(
+    panel: timeseries.Panel, site: Site, select: Callable[[LineBenchmark], str]
+) -> timeseries.Panel:
+    """One query per line, with that line's benchmark from its site file; only the chosen line's returns
+    rows (``"line" =~ /^$line$/`` and ``"line" = 'id'``)."""
+    for index, line in enumerate(site.lines):
+        bench = line_benchmark([station_capacity(o)[0] for o in site_stations(line)])
+        ref = chr(ord("A") + index % 26) + (str(index // 26) if index >= 26 else "")
+        where = f"{site_filter()} AND \"line\" = '{line.id}' {_BY_TIME}"
+        panel = panel.with_target(InfluxQL(f'{select(bench)} FROM "lead_time" WHERE {where}', ref_id=ref))
+    return panel
 
 
 def benchmark_throughput(site: Site) -> timeseries.Panel:
     """Throughput against Factory Physics' curves at the line's time-average WIP w (docs/benchmarking.md).
 
-    r_b and T0 come from the site file (``site_stations``), so each line has its own target; only the
-    chosen line's returns rows. Practical worst case ``w r_b / (W0 + w - 1)``; best case above W0 ``r_b``;
-    worst case ``1 / T0``. Throughput since the start: ``avg_wip / littles_law_s``.
+    Practical worst case ``w r_b / (W0 + w - 1)``; best case above W0 ``r_b``; worst case ``1 / T0``.
+    Throughput since the start: ``avg_wip / littles_law_s``.
     """
     panel = (
         timeseries.Panel()
@@ -242,20 +257,17 @@ def benchmark_throughput(site: Site) -> timeseries.Panel:
         .datasource(DATASOURCE)
         .grid_pos(grid(0, 56, 12, 8))
     )
-    for index, line in enumerate(site.lines):
-        bench = line_benchmark([station_capacity(o)[0] for o in site_stations(line)])
+
+    def select(bench: LineBenchmark) -> str:
         rb_h, w0, worst_h = bench.r_b * 3600, bench.w0, 3600 / bench.t0
-        panel = panel.with_target(
-            InfluxQL(
-                'SELECT last("avg_wip") / last("littles_law_s") * 3600 AS "throughput", '
-                f'last("avg_wip") * {rb_h:.6g} / ({w0:.6g} - 1 + last("avg_wip")) AS "practical_worst_case", '
-                f'last("avg_wip") * 0 + {rb_h:.6g} AS "bottleneck_rate", '
-                f'last("avg_wip") * 0 + {worst_h:.6g} AS "worst_case" '
-                f'FROM "lead_time" WHERE {_benchmark_where(line.id)}',
-                ref_id=chr(ord("A") + index % 26) + (str(index // 26) if index >= 26 else ""),
-            )
+        return (
+            'SELECT last("avg_wip") / last("littles_law_s") * 3600 AS "throughput", '
+            f'last("avg_wip") * {rb_h:.6g} / ({w0:.6g} - 1 + last("avg_wip")) AS "practical_worst_case", '
+            f'last("avg_wip") * 0 + {rb_h:.6g} AS "bottleneck_rate", '
+            f'last("avg_wip") * 0 + {worst_h:.6g} AS "worst_case"'
         )
-    return panel
+
+    return _per_line(panel, site, select)
 
 
 def benchmark_lead_time(site: Site) -> timeseries.Panel:
@@ -272,19 +284,16 @@ def benchmark_lead_time(site: Site) -> timeseries.Panel:
         .grid_pos(grid(12, 56, 12, 8))
         .unit("s")
     )
-    for index, line in enumerate(site.lines):
-        bench = line_benchmark([station_capacity(o)[0] for o in site_stations(line)])
-        te_b, t0 = 1 / bench.r_b, bench.t0
-        panel = panel.with_target(
-            InfluxQL(
-                'SELECT last("measured_s") AS "measured", '
-                f'{t0:.6g} + (last("avg_wip") - 1) * {te_b:.6g} AS "practical_worst_case", '
-                f'last("avg_wip") * {te_b:.6g} AS "best_case" '
-                f'FROM "lead_time" WHERE {_benchmark_where(line.id)}',
-                ref_id=chr(ord("A") + index % 26) + (str(index // 26) if index >= 26 else ""),
-            )
+
+    def select(bench: LineBenchmark) -> str:
+        te_b = 1 / bench.r_b
+        return (
+            'SELECT last("measured_s") AS "measured", '
+            f'{bench.t0:.6g} + (last("avg_wip") - 1) * {te_b:.6g} AS "practical_worst_case", '
+            f'last("avg_wip") * {te_b:.6g} AS "best_case"'
         )
-    return panel
+
+    return _per_line(panel, site, select)
 
 
 def build(site: Site) -> dash.Dashboard:

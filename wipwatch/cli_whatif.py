@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -109,16 +110,13 @@ def _line_inputs_from_shift(
         for nominal in site_stations(line):
             seen = obs.stations[nominal.station]
             stations.append(
-                StationObservation(
-                    nominal.station,
-                    nominal.machines,
-                    nominal.nominal_te_s,
-                    nominal.nominal_visits,
-                    seen.departures,
-                    seen.seconds["working"],
-                    seen.seconds["changeover"],
-                    seen.seconds["down"],
-                    seen.mean_dwell_s,
+                replace(
+                    nominal,
+                    departures=seen.departures,
+                    working_s=seen.seconds["working"],
+                    changeover_s=seen.seconds["changeover"],
+                    down_s=seen.seconds["down"],
+                    mean_dwell_s=seen.mean_dwell_s,
                 )
             )
         point = {
@@ -163,16 +161,13 @@ def _line_inputs_from_influx(
             key = (line.id, nominal.station)
             clock = clocks.get(key, {})
             stations.append(
-                StationObservation(
-                    nominal.station,
-                    nominal.machines,
-                    nominal.nominal_te_s,
-                    nominal.nominal_visits,
-                    int((totals.get(key) or {}).get("total") or 0),
-                    float(clock.get("working_s") or 0.0),
-                    float(clock.get("changeover_s") or 0.0),
-                    float(clock.get("down_s") or 0.0),
-                    (dwell.get(key) or {}).get("mean_s"),
+                replace(
+                    nominal,
+                    departures=int((totals.get(key) or {}).get("total") or 0),
+                    working_s=float(clock.get("working_s") or 0.0),
+                    changeover_s=float(clock.get("changeover_s") or 0.0),
+                    down_s=float(clock.get("down_s") or 0.0),
+                    mean_dwell_s=(dwell.get(key) or {}).get("mean_s"),
                 )
             )
         figures = lead.get((line.id,), {})
