@@ -295,7 +295,7 @@ def benchmark(
                 f"{s['rate_per_hour']:.1f}", s["source"],
             )  # fmt: skip
         console.print(table)
-        console.print(line["verdict"], highlight=False)
+        console.print(line["verdict"], highlight=False, markup=False)
 
 
 # ---------------------------------------------------------------- whatif
@@ -435,7 +435,7 @@ def _print_whatif(
             )
         console.print(table)
         for note in fit.notes + tuple(n for s in fit.stations for n in s.notes):
-            console.print(f"  {note}", highlight=False)
+            console.print(f"  {note}", highlight=False, markup=False)
         check = Table(title=f"{line_id}: recorded shift vs the fitted model simulated as run (95 % CI)")
         for col in ("figure", "recorded", "simulated", "deviation"):
             check.add_column(col, justify="left" if col == "figure" else "right")
@@ -461,7 +461,7 @@ def _print_whatif(
         console.print(table)
         for name in results:
             if name != "as-run":
-                console.print(f"  {name}: {descriptions[name]}", highlight=False)
+                console.print(f"  {name}: {descriptions[name]}", highlight=False, markup=False)
         for s in suggestions:
             if s.line != line_id:
                 continue
