@@ -12,11 +12,13 @@ release policy); the recording gives the numbers:
   and handled by a reverse Kaplan-Meier estimate.
 - **deliveries**: replayed as recorded (times, sizes, SKUs), unless they follow a kanban rule (lots of one
   size arriving a fixed lead time after every ``lot_size`` releases), which is then fitted as such.
-- **demand**: while finished goods hold stock no order waits, so the shipments up to the last moment
-  with stock count every order until then: the rate is that count over that time. Orders show one by one
-  as shipments of parts that waited in stock; their rate per second of stock on hand, hour by hour, gives
-  an hourly profile when the hours differ significantly (chi-square at 1 %); the order gaps seen while
-  stock lasted say deterministic (CV < 0.2) or Poisson.
+- **demand**: orders show one by one as shipments of parts that waited in finished goods. Whether there
+  is stock depends on past orders only, so the orders seen over the stock periods are a Poisson sample of
+  that time: rate = those orders / the stock time, scaled by the site file's demand profile shape if any.
+  When stock lasted ``MOSTLY_STOCKED`` of the time up to its last moment, the shipments up to then count
+  every order exactly and are used instead. Hours that differ from the shape (chi-square at 1 %) get an
+  hourly profile; order gaps with a CV below 0.2 mean deterministic orders. docs/benchmarking.md has the
+  reasoning and the limits.
 
 A figure the recording cannot inform (a changeover when no SKU switch happened, breakdowns when the
 station worked less than three mean times between failures without one) is taken from the site file and
