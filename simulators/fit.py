@@ -15,8 +15,8 @@ release policy); the recording gives the numbers:
 - **demand**: orders show one by one as shipments of parts that waited in finished goods. Whether there
   is stock depends on past orders only, so the orders seen over the stock periods are a Poisson sample of
   that time: rate = those orders / the stock time, scaled by the site file's demand profile shape if any.
-  When stock lasted ``MOSTLY_STOCKED`` of the time up to its last moment, the shipments up to then count
-  every order exactly and are used instead. Hours that differ from the shape (chi-square at 1 %) get an
+  When finished goods hold stock at the end, the shipments count every order of the shift exactly and
+  are used instead. Hours that differ from the shape (chi-square at 1 %) get an
   hourly profile; order gaps with a CV below 0.2 mean deterministic orders. docs/benchmarking.md has the
   reasoning and the limits.
 
@@ -45,8 +45,6 @@ DETERMINISTIC_CV = 0.02
 MIN_SAMPLES = 5
 #: An hour in which finished goods held stock at least this long (seconds) counts its orders.
 MIN_STOCK_S = 600.0
-#: Finished goods held stock this share of the time up to the last stock: count orders by shipments.
-MOSTLY_STOCKED = 0.9
 _Z99 = 2.326  # one-sided 99 % normal quantile (Wilson-Hilferty chi-square quantile)
 
 
@@ -355,16 +353,14 @@ def _fit_demand(obs: LineObservation, notes: list[str]) -> dict[str, Any]:
     if not periods:
         return {}
     tau = periods[-1][1]
-    stock_time = sum(b - a for a, b in periods)
     exposure_total = sum(_shape_integral(line, a, b) for a, b in periods)
     if exposure_total <= 0:  # the site file's profile says no orders while there was stock: no shape
         line = line.model_copy(update={"demand_profile": None})
-        exposure_total = stock_time
-    if stock_time >= MOSTLY_STOCKED * tau:
-        # Stock nearly all along: at tau (its last moment) every order so far has been shipped, so the
-        # shipments up to tau count the orders exactly, the short backlogs included. More precise than the
-        # stock-time sample; with long backlogs it would be biased low (a backlog ends sooner when fewer
-        # orders come), hence only here.
+        exposure_total = sum(b - a for a, b in periods)
+    if obs.duration - tau <= MIN_STOCK_S:
+        # Stock at the end (or nearly): no order waits then, so the shipments count every order of the
+        # shift exactly, backlogs included. A last stock period that ends earlier would not do: it ends
+        # when orders outrun production, so counting up to it favours the quiet stretches.
         served = sum(1 for t in obs.ship_times if t <= tau)
         level = served / _shape_integral(line, 0.0, tau)
     else:
