@@ -286,7 +286,8 @@ class _LineReplay:
 
 
 def read_events(path: Path, site: Site) -> tuple[list[Event], int, list[str]]:
-    """The site's v1 events of a recording in file order, how many messages were not (ignored), and the
+    """The site's v1 events of a recording in file order (each event id once), how many messages were not
+    (ignored: not an event, another site's, an unknown location, a duplicate id), and the
     parts of the file the reader could not read (line number and reason; a damaged file still yields
     every readable message).
 
@@ -297,6 +298,7 @@ def read_events(path: Path, site: Site) -> tuple[list[Event], int, list[str]]:
 
     events: list[Event] = []
     ignored = 0
+    seen: set[str] = set()
     reader = read_recording(path)
     for message in reader:
         try:
@@ -304,9 +306,10 @@ def read_events(path: Path, site: Site) -> tuple[list[Event], int, list[str]]:
         except EventError:
             ignored += 1
             continue
-        if event.site != site.site or not site.has_location(event.line, event.location):
-            ignored += 1
+        if event.site != site.site or not site.has_location(event.line, event.location) or event.id in seen:
+            ignored += 1  # another site's, an unknown location, or delivered twice (QoS 1 redelivery)
             continue
+        seen.add(event.id)
         events.append(event)
     unreadable = [str(skip) for skip in reader.skipped]
     if not events:

@@ -181,3 +181,26 @@ def test_hostile_event_streams_never_break_the_fit() -> None:
         model = fit_shift(shift)
         SiteModel.model_validate(model.site.model_dump())
         simulate_site(model.site, lambda e: None, 1, 600.0, start=START, deliveries=model.deliveries)
+
+
+def test_duplicates_and_damaged_lines_in_a_recording(tmp_path: Path) -> None:
+    """A live recording can hold an event twice (QoS 1 redelivery), other topics and a cut last line:
+    the duplicates and strangers are ignored and counted, the cut line reported, the figures exact."""
+    import gzip
+
+    site = load_site(EXAMPLES / "lean-pull.yaml")
+    clean = tmp_path / "clean.rec"
+    truth = record_shift(site, 4, clean, 3600.0)
+    lines = gzip.decompress(clean.read_bytes()).splitlines(keepends=True)
+    header, body = lines[0], lines[1:]
+    doubled = [header] + [x for i, line in enumerate(body) for x in ([line, line] if i % 7 == 0 else [line])]
+    doubled.insert(5, b'{"t": 1.0, "topic": "wipwatch/alerts/x", "qos": 1, "payload": "{}"}\n')
+    doubled.append(b'{"t": 2.0, "topic": "wipwatch/bracket-plant/brackets/cut/in", "qos": 1, "payl')
+    damaged = tmp_path / "damaged.rec"
+    damaged.write_bytes(gzip.compress(b"".join(doubled)))
+    events, ignored, unreadable = read_events(damaged, site)
+    assert len(events) == truth.events
+    assert ignored == len(range(0, len(body), 7)) + 1  # every 7th line twice, plus the alert
+    assert len(unreadable) == 1 and "cut mid-line" in unreadable[0]
+    seen = observe(events, site, duration=3600.0).lines["brackets"].summary()
+    assert seen["avg_wip"] == pytest.approx(truth.line_summary("brackets")["avg_wip"], rel=1e-9)
