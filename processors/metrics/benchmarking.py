@@ -15,7 +15,9 @@ worst                  ``1 / T0``                      ``w x T0``
 A line above the PWC throughput at its WIP is in the "good" region, below it in the "bad" one.
 ``T0`` and ``r_b`` come from per-station effective process times ``te`` (including downtime and set-ups)
 and machine counts: ``r_i = m_i / (v_i te_i)`` with ``v_i`` the visits per part (1 on a serial line,
-a share on parallel alternatives), ``r_b = min r_i`` and ``T0 = sum v_i te_i``.
+a share on parallel alternatives), ``r_b = min r_i`` and ``T0 = sum v_i te_i``. ``site_stations`` gives
+each station's ``te`` and visits from the site file, ``station_capacity`` replaces ``te`` by an observed one
+where the station clock (or the dwell time) suffices.
 
 Units: seconds and parts per second throughout; callers convert to hours for display.
 """

@@ -166,3 +166,24 @@ def test_verdict_good_region_and_no_saving() -> None:
 def test_bad_arguments_name_the_parameter(call: object, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         call()  # type: ignore[operator]
+
+
+def test_site_stations_and_observed_capacity() -> None:
+    from pathlib import Path
+
+    from wipwatch.processors.metrics.benchmarking import StationObservation, site_stations, station_capacity
+    from wipwatch.site import load_site
+
+    site = load_site(Path(__file__).parents[2] / "examples" / "multi-line-site.yaml")
+    assembly = {s.station: s for s in site_stations(site.line("assembly"))}
+    # kit routes to two 80 s alternatives: each gets half; test: 70 s / (7200/7800) = 75.83 s on 2 machines
+    assert (assembly["asm-a"].nominal_visits, assembly["asm-b"].nominal_visits) == (0.5, 0.5)
+    assert assembly["test"].nominal_te_s == pytest.approx(70 * 7800 / 7200)
+    # one SKU: the carton changeover never happens
+    assert {s.station: s for s in site_stations(site.line("packaging"))}["carton"].nominal_te_s == 20.0
+    single = StationObservation("press", 1, 52.0, 1.0, 40, 1800.0, 120.0, 80.0)
+    assert station_capacity(single) == (StationCapacity("press", 1, 50.0, 1.0), "observed")  # 2000 s / 40
+    pair = StationObservation("weld", 2, 90.0, 1.0, 40, 3000.0, 0.0, 0.0, 88.0)
+    assert station_capacity(pair) == (StationCapacity("weld", 2, 88.0, 1.0), "dwell")  # clock: any machine
+    early = StationObservation("press", 1, 52.0, 1.0, 9, 450.0, 0.0, 0.0)
+    assert station_capacity(early) == (StationCapacity("press", 1, 52.0, 1.0), "site")  # < 10 departures
