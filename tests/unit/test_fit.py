@@ -110,8 +110,8 @@ def test_a_schedule_is_replayed_as_recorded(tmp_path: Path) -> None:
 # multi-line-site's machining runs its lathe and mill near 90 %, where a few percent on a fitted mean
 # moves WIP by a quarter (docs/benchmarking.md, "Limits").
 REPRODUCE = [
-    ("mass-production.yaml", 4, 4),
-    ("lean-pull.yaml", 4, 4),
+    ("mass-production.yaml", 8, 3),
+    ("lean-pull.yaml", 8, 3),
     ("lean-line.yaml", 10, 3),
     ("multi-line-site.yaml", 8, 4),
 ]
