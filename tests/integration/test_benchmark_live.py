@@ -27,7 +27,7 @@ def test_live_benchmark_equals_the_benchmark_of_the_same_events(stack: NativeSta
     truth = simulate_site(site, events.append, seed=1, duration=8 * 3600, start=START)
     rig = Rig(stack, tmp_path, SITE_FILE)
     try:
-        produce(stack.kafka_bootstrap, packed(events, per_record=200), site)
+        produce(stack, packed(events, per_record=200), site)
         rig.start_worker("worker")
         expected = {
             f"{line.id}/{loc.id}": truth.wip.get(f"{line.id}/{loc.id}", 0)
