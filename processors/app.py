@@ -55,6 +55,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         growth_window_s=settings.processor_growth_window_s,
         dedup_horizon_s=settings.processor_dedup_horizon_s,
         dedup_max_ids=settings.processor_dedup_max_ids,
+        max_ahead_s=settings.max_clock_ahead_s,
     )
 
 
@@ -208,15 +209,19 @@ def create_app(settings: Settings, site: Site | None = None, writer: InfluxWrite
                     if engine is None:
                         log.error("record for a line the site file does not have key=%r: skipped", key)
                         continue
-                    try:
-                        events = decode_record(record.value)
-                    except EventError as exc:  # ingest validated it; only a foreign producer gets here
-                        log.error("undecodable record on events topic key=%r reason=%s", key, exc.reason)
-                        continue
                     message = record.message
                     if not await in_sequence(key, engine, message.partition, message.offset):
                         continue
-                    if engine.offer(events, message.partition, message.offset):
+                    # the producer's clock when it sent the record (ingest: the receipt time)
+                    received_at = message.timestamp if message.timestamp and message.timestamp > 0 else None
+                    try:
+                        events = decode_record(record.value)
+                    except EventError as exc:  # ingest validated it; only a foreign producer gets here
+                        log.error("undecodable record on events topic key=%r reason=%.300s", key, exc.reason)
+                        if engine.skip(message.partition, message.offset, "undecodable", received_at):
+                            touched[key] = engine
+                        continue
+                    if engine.offer(events, message.partition, message.offset, received_at):
                         touched[key] = engine
                         cache[key].last_seen = time.monotonic()
                 for engine in touched.values():
