@@ -376,7 +376,9 @@ def board(
         target = InfluxTarget.from_settings(settings, detect=False)
     source = SnapshotSource(site_model, target, stale_after)
     console.print(f"wipwatch board: http://{settings.board_host}:{settings.board_port}/  (Ctrl-C stops it)")
-    serve(source, settings.board_host, settings.board_port, settings.board_interval)
+    serve(
+        source, settings.board_host, settings.board_port, settings.board_interval, settings.board_max_streams
+    )
 
 
 # ---------------------------------------------------------------- up
