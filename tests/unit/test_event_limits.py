@@ -56,6 +56,8 @@ def test_a_valid_event_passes_every_limit() -> None:
         (payload(time="2026-11-25T06:06:00Z"), Rejection.AHEAD, "360 s ahead"),
         (b'{"kind":"in","qty":1,"qty":2}', Rejection.SCHEMA, "missing required field"),
         (payload()[:-1] + b', "qty": 7}', Rejection.DUPLICATE_KEY, "'qty' given twice"),
+        (payload()[:-1] + b', "q\\u0074y": 7}', Rejection.DUPLICATE_KEY, "'qty' given twice"),
+        (payload(sku="a")[:-1] + b', "sku" : "b"}', Rejection.DUPLICATE_KEY, "'sku' given twice"),
         (b"[" * 20_000 + b"]" * 20_000, Rejection.TOO_LARGE, f"at most {MAX_PAYLOAD_BYTES}"),
         (b'{"x":' + b"[" * 8000 + b"]" * 8000 + b',"kind":"in"}', Rejection.TOO_DEEP, "too deep"),
         (b"\xff\xfe", Rejection.NOT_JSON, "not JSON"),
@@ -65,6 +67,11 @@ def test_each_limit_is_refused_with_its_kind(data: bytes, kind: Rejection, text:
     error = rejection(TOPIC, data, received_at=NOW, max_ahead_s=300)
     assert error.kind is kind, error.reason
     assert text in error.reason
+
+
+def test_a_value_that_spells_a_key_is_no_duplicate() -> None:
+    event = validate_message(TOPIC, payload(sku="qty", part="part"))
+    assert (event.sku, event.part) == ("qty", "part")  # type: ignore[union-attr]
 
 
 def test_a_time_within_the_skew_and_an_old_time_pass() -> None:

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import EXAMPLE_SITE
-from wipwatch.errors import EventError
+from wipwatch.errors import EventError, Rejection
 from wipwatch.events import (
     EARLIEST_TS,
     LATEST_TS,
@@ -25,6 +25,7 @@ from wipwatch.events import (
     PartIn,
     PartOut,
     StationState,
+    check_duplicate_keys,
     validate_message,
 )
 from wipwatch.processors.metrics.line_state import EngineConfig, LineEngine
@@ -169,3 +170,33 @@ def test_a_naive_or_odd_offset_time_is_handled() -> None:
     engine.release(everything=True)
     assert engine.state.quality == {"invalid": 1}
     assert engine.state.locations[LOCATIONS[0]].wip == 1
+
+
+def _has_duplicate(payload: bytes) -> bool:
+    seen: list[list[str]] = []
+    json.loads(payload, object_pairs_hook=lambda pairs: seen.append([k for k, _ in pairs]))
+    return any(len(keys) != len(set(keys)) for keys in seen)
+
+
+@FUZZ
+@given(
+    pairs=st.lists(
+        st.tuples(
+            st.sampled_from([*valid_fields(), "q\\u0074y"]),
+            st.sampled_from(['"state"', '"qty"', '"in"', "1", "null", '"a\\"b"', '"kind"']),
+        ),
+        max_size=12,
+    ),
+    space=st.sampled_from(["", " "]),
+)
+def test_the_fast_duplicate_key_check_agrees_with_the_json_module(
+    pairs: list[tuple[str, str]], space: str
+) -> None:
+    payload = ("{" + ",".join(f'"{k}"{space}:{space}{v}' for k, v in pairs) + "}").encode()
+    try:
+        check_duplicate_keys(payload)
+    except EventError as exc:
+        assert exc.kind is Rejection.DUPLICATE_KEY
+        assert _has_duplicate(payload)
+    else:
+        assert not _has_duplicate(payload)
