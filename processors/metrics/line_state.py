@@ -29,7 +29,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import get_args
+from typing import Any, get_args
 
 import msgspec
 
@@ -57,6 +57,7 @@ ACTIVE_STATES = frozenset({"working", "changeover", "down"})
 UNKNOWN_LOCATION = "_unknown"
 _FORGET_CHUNK = 256
 _STATES = frozenset(get_args(StationStateName))
+_KINDS = frozenset({PartIn, PartOut, StationState})
 _MAX_ID = 128
 _MAX_SKU = 64
 
@@ -201,15 +202,24 @@ class LineEngine:
         if partition == st.partition and offset <= st.offset:
             return False
         st.partition, st.offset = partition, offset
+        ids = self._ids
         for event in events:
-            refusal = self._refusal(event, received_at)
+            refusal, t = self._admit(event, received_at)
             if refusal is not None:
                 self._issue(getattr(event, "location", ""), refusal, self._clock_or(received_at))
                 continue
-            try:
-                self._take(event)
-            except Exception:  # never retried: a record must not crash-loop a worker (module docstring)
-                self._issue(event.location, "internal", self._clock_or(received_at))
+            if event.id in ids:
+                self._issue(event.location, "duplicate", t)
+                continue
+            self._remember(event.id, t)
+            if st.watermark is None or t > st.watermark:
+                st.watermark = t
+            if st.released is not None and t < st.released:
+                self._issue(event.location, "late", st.released)
+                self._apply_guarded(event, st.released)
+                continue
+            st.seq += 1
+            heapq.heappush(st.pending, (t, st.seq, event))
         return True
 
     def skip(self, partition: int, offset: int, reason: str, received_at: float | None = None) -> bool:
@@ -221,22 +231,6 @@ class LineEngine:
         self._issue("", reason, self._clock_or(received_at))
         return True
 
-    def _take(self, event: Event) -> None:
-        st = self.state
-        if event.id in self._ids:
-            self._issue(event.location, "duplicate", event.timestamp)
-            return
-        t = event.timestamp
-        self._remember(event.id, t)
-        if st.watermark is None or t > st.watermark:
-            st.watermark = t
-        if st.released is not None and t < st.released:
-            self._issue(event.location, "late", st.released)
-            self._apply(event, st.released)
-            return
-        st.seq += 1
-        heapq.heappush(st.pending, (t, st.seq, event))
-
     def release(self, everything: bool = False) -> int:
         """Apply the waiting events up to the watermark minus the lateness (all with ``everything``)."""
         st = self.state
@@ -247,58 +241,65 @@ class LineEngine:
         pending = st.pending
         while pending and pending[0][0] <= bound:
             t, _, event = heapq.heappop(pending)
-            try:
+            try:  # inline, not _apply_guarded: this is the processors' hottest loop
                 self._apply(event, t)
-            except Exception:  # never retried: a record must not crash-loop a worker (module docstring)
+            except Exception:
                 self._issue(event.location, "internal", t)
                 continue
             applied += 1
         return applied
 
-    def _refusal(self, event: object, received_at: float | None) -> str | None:
-        """Why ``event`` must not touch the line (a data-quality reason), or None.
+    def _apply_guarded(self, event: Event, t: float) -> bool:
+        """Apply ``event`` at ``t``; if that raises, count ``internal`` instead: never retried, so no
+        record can crash-loop a worker (module docstring)."""
+        try:
+            self._apply(event, t)
+        except Exception:
+            self._issue(event.location, "internal", t)
+            return False
+        return True
 
-        ``decode_record`` already enforces the schema; these checks are cheap and also hold for events
-        built any other way, so whatever enters the state dumps and loads.
+    def _admit(self, event: Any, received_at: float | None) -> tuple[str | None, float]:
+        """``(None, event time)`` if ``event`` may touch the line, else ``(data-quality reason, 0)``.
+
+        ``decode_record`` already enforces the schema; these checks are cheap (~1 µs) and also hold for
+        events built any other way, so whatever enters the state dumps and loads.
         """
         st = self.state
-        if not isinstance(event, PartIn | PartOut | StationState):
-            return "invalid"
+        if type(event) not in _KINDS:
+            return "invalid", 0.0
         if event.site != st.site or event.line != st.line or event.v != 1:
-            return "wrong line"
+            return "wrong line", 0.0
         if event.location not in st.locations:
-            return "unknown location"
-        when = event.time
-        if not isinstance(when, datetime) or when.tzinfo is None or when.utcoffset() is None:
-            return "invalid"
-        if not isinstance(event.id, str) or not 0 < len(event.id) <= _MAX_ID:
-            return "invalid"
-        if isinstance(event, StationState):
-            if event.state not in _STATES:
-                return "invalid"
-            if event.part is not None and (
-                not isinstance(event.part, str) or not 0 < len(event.part) <= _MAX_ID
-            ):
-                return "invalid"
+            return "unknown location", 0.0
+        if type(event.id) is not str or not 0 < len(event.id) <= _MAX_ID:
+            return "invalid", 0.0
+        if type(event) is StationState:
+            part = event.part
+            if event.state not in _STATES or (part is not None and (type(part) is not str or not part)):
+                return "invalid", 0.0
         else:
-            if not isinstance(event.part, str) or not 0 < len(event.part) <= _MAX_ID:
-                return "invalid"
-            if not isinstance(event.sku, str) or len(event.sku) > _MAX_SKU:
-                return "invalid"
-            qty = event.qty
-            if not isinstance(qty, int) or isinstance(qty, bool) or not 1 <= qty <= MAX_QTY:
-                return "out of range"
+            part, qty = event.part, event.qty
+            if type(part) is not str or not part or type(event.sku) is not str or len(event.sku) > _MAX_SKU:
+                return "invalid", 0.0
+            if type(qty) is not int or not 1 <= qty <= MAX_QTY:
+                return "out of range", 0.0
+        if part is not None and len(part) > _MAX_ID:
+            return "invalid", 0.0
+        when = event.time
+        if type(when) is not datetime or when.tzinfo is None:
+            return "invalid", 0.0
         try:
-            t = event.timestamp
+            t = when.timestamp()
         except (OverflowError, ValueError, OSError):
-            return "out of range"
+            return "out of range", 0.0
         if not EARLIEST_TS <= t < LATEST_TS:
-            return "out of range"
+            return "out of range", 0.0
         if received_at is not None and t > received_at + self.config.max_ahead_s:
-            return "ahead"
+            return "ahead", 0.0
         if st.watermark is not None and t < st.watermark - self.config.horizon_s:
-            return "too old"
-        return None
+            return "too old", 0.0
+        return None, t
 
     def _clock_or(self, received_at: float | None) -> float:
         """The time a refused event is counted at: the line's clock, never the event's own time."""
@@ -344,7 +345,8 @@ class LineEngine:
         loc = st.locations[event.location]
         if isinstance(event, PartIn):
             # a part already here starts its stay again (Residents): WIP moves by the difference only
-            present = self._held(loc, event.part)
+            residents = loc.residents
+            present = residents.batch_qty.get(event.part, 1) if residents.has(event.part) else 0
             if present:
                 self._issue(event.location, "arrival of a present part", t)
             loc.residents.arrive(event.part, t, event.qty)
@@ -353,8 +355,9 @@ class LineEngine:
             self._wip(event.location, loc, t, event.qty - present)
         elif isinstance(event, PartOut):
             # a part leaves as it arrived: WIP stays the sum of what is here, never negative
-            qty = self._held(loc, event.part)
-            arrived = loc.residents.leave(event.part)
+            residents = loc.residents
+            qty = residents.batch_qty.get(event.part, 1)  # its arrival quantity, if it is here
+            arrived = residents.leave(event.part)
             if arrived is None:
                 self._issue(event.location, "departure without arrival", t)
                 return
@@ -375,12 +378,6 @@ class LineEngine:
             loc.clock.set_state(t, event.state)
             st.bottleneck.set_active(t, event.location, event.state in ACTIVE_STATES)
             self.changes.locations.add(event.location)
-
-    @staticmethod
-    def _held(loc: LocationState, part: str) -> int:
-        """Units of ``part`` at the location (0 if it is not there)."""
-        residents = loc.residents
-        return residents.batch_qty.get(part, 1) if residents.has(part) else 0
 
     def _wip(self, location: str, loc: LocationState, t: float, delta: int) -> None:
         loc.wip += delta
