@@ -12,16 +12,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 
 from tests.conftest import EXAMPLE_SITE, stack_env, stack_settings
+from tests.e2e.test_pipeline import _deadletters
 from tests.polling import eventually
 from tests.processors_rig import Rig, produce
 from wipwatch.events import Event, PartIn, PartOut, encode_event, line_key, pack_events, topic_for
@@ -97,29 +96,15 @@ def quality(target: InfluxTarget) -> dict[str, int]:
     return {r["reason"]: int(r["n"]) for r in found}
 
 
-async def read_topic(bootstrap: str, topic: str, want: int, timeout: float) -> list[dict[str, Any]]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
-    await consumer.start()
-    found: list[dict[str, Any]] = []
-    try:
-        deadline = time.monotonic() + timeout
-        while len(found) < want and time.monotonic() < deadline:
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                found += [json.loads(r.value) for r in records]
-    finally:
-        await consumer.stop()
-    return found
-
-
 # ---------------------------------------------------------------- through ingest
 
 
 @pytest.fixture
-def pipeline(stack: NativeStack, tmp_path: Path) -> Iterator[list[ChildProcess]]:
+def workers(stack: NativeStack, tmp_path: Path) -> Iterator[list[ChildProcess]]:
+    """ingest and one processors worker as child processes, ingest subscribed."""
     env = stack_env(stack, tmp_path / "run")
     children = [
-        spawn("ingest", python_module_argv("ingest"), tmp_path / "logs", env),
-        spawn("processors", python_module_argv("process"), tmp_path / "logs", env),
+        spawn(name, python_module_argv(name), tmp_path / "logs", env) for name in ("ingest", "process")
     ]
     try:
         wait_subscribed(children[0], tmp_path / "run", "wipwatch-ingest-1")
@@ -130,7 +115,7 @@ def pipeline(stack: NativeStack, tmp_path: Path) -> Iterator[list[ChildProcess]]
 
 
 def test_ingest_dead_letters_every_poison_and_the_valid_stream_flows_on(
-    stack: NativeStack, pipeline: list[ChildProcess], tmp_path: Path
+    stack: NativeStack, workers: list[ChildProcess], tmp_path: Path
 ) -> None:
     settings = stack_settings(stack, tmp_path / "run")
     topic = topic_for(VALID[0])
@@ -163,10 +148,10 @@ def test_ingest_dead_letters_every_poison_and_the_valid_stream_flows_on(
         publisher.close()
 
     rig_wip = Rig(stack, tmp_path, EXAMPLE_SITE)
-    rig_wip.workers = pipeline
+    rig_wip.workers = workers
     rig_wip.wait_wip(EXPECTED_WIP, timeout=90)
     want = len(poison) + len(bad_topics)
-    letters = asyncio.run(read_topic(settings.kafka_bootstrap, settings.deadletter_topic, want, 30))
+    letters = asyncio.run(_deadletters(settings.kafka_bootstrap, settings.deadletter_topic, want, 30))
     kinds = sorted(letter["kind"] for letter in letters)
     assert kinds == sorted(kind for *_, kind in [*poison, *bad_topics])
     (big,) = [letter for letter in letters if letter["kind"] == "too_large"]
@@ -181,7 +166,7 @@ def test_ingest_dead_letters_every_poison_and_the_valid_stream_flows_on(
     )
     assert status["accepted"] == len(VALID)
     assert set(status["reasons"]) == {kind for *_, kind in [*poison, *bad_topics]}, "keys: a fixed set"
-    for child in pipeline:
+    for child in workers:
         assert child.alive(), child.log_tail()
     assert_influx_holds_nothing_bad(rig_wip.target(), quality_expected=False)
 
@@ -191,11 +176,9 @@ def test_ingest_dead_letters_every_poison_and_the_valid_stream_flows_on(
 
 @pytest.fixture
 def rig(stack: NativeStack, tmp_path: Path) -> Iterator[Rig]:
-    r = Rig(stack, tmp_path, EXAMPLE_SITE)
-    try:
-        yield r
-    finally:
-        r.stop()
+    made = Rig(stack, tmp_path, EXAMPLE_SITE)
+    yield made
+    made.stop()
 
 
 def test_processors_count_and_skip_what_they_cannot_apply_and_keep_their_clock(rig: Rig) -> None:

@@ -6,28 +6,12 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tests.unit.test_line_state import at, into, out, state, ts, wip
+from tests.unit.test_line_state import SITE, at, into, out, state, ts, wip
 from wipwatch.events import PartIn
 from wipwatch.processors.metrics.line_state import EngineConfig, LineEngine
-from wipwatch.site import parse_site
 
 pytestmark = pytest.mark.unit
 
-SITE = parse_site(
-    {
-        "site": "s",
-        "lines": [
-            {
-                "id": "l",
-                "locations": [
-                    {"id": "q", "kind": "buffer", "unit_value": 10.0, "holding_cost_per_hour": 3.6},
-                    {"id": "m", "kind": "station", "process_time": {"mean": 10, "dist": "deterministic"}},
-                    {"id": "fg", "kind": "store"},
-                ],
-            }
-        ],
-    }
-)
 GOOD = [into("1", "q", "p1", 0), into("2", "q", "p2", 10), out("3", "q", "p1", 20), into("4", "m", "p1", 20)]
 
 
