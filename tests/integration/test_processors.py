@@ -20,6 +20,7 @@ from tests.polling import eventually
 from tests.processors_rig import START, Rig, assert_same_metrics, by_location, packed, produce
 from wipwatch.events import Event, PartIn, PartOut
 from wipwatch.influx import query, rows
+from wipwatch.processors.metrics.bottleneck import method_shares
 from wipwatch.services import ChildProcess, NativeStack
 from wipwatch.settings import REPO_ROOT
 from wipwatch.simulators.line import simulate_site
@@ -126,6 +127,16 @@ def test_wip_exact_at_every_checkpoint_and_flow_metrics_match_ground_truth(rig: 
     assert math.isclose(lead["littles_law_s"], lead["measured_s"], rel_tol=0.15)
     assert math.isclose(lead["avg_wip"], summary["avg_wip"], rel_tol=0.02)
     assert 0 < lead["value_added_ratio"] < 1
+    # bottleneck shares by the active-period method over the ground truth's own active periods, cut
+    # where the processors' clock stands (the last event), as the processors cut running periods
+    expected_shares = method_shares(truth.active_periods(line.id), 0.0, truth.duration - tail)
+    bottleneck = by_location(metrics["bottleneck"])
+    for station, (share, sole, shifting) in expected_shares.items():
+        got = bottleneck[f"{line.id}/{station}"]
+        assert math.isclose(got["share"], share, abs_tol=1e-6), station
+        assert math.isclose(got["sole_share"], sole, abs_tol=1e-6), station
+        assert math.isclose(got["shifting_share"], shifting, abs_tol=1e-6), station
+    assert max(share for share, _, _ in expected_shares.values()) > 0.3
 
 
 def test_duplicates_late_and_impossible_events_are_counted_not_applied(rig: Rig) -> None:
