@@ -203,7 +203,7 @@ def test_processors_count_and_skip_what_they_cannot_apply_and_keep_their_clock(r
         record(*(fields(e) for e in VALID[7:])),
         record(fields(VALID[0])),  # a re-sent event: a duplicate, counted once
     ]
-    produce(rig.stack.kafka_bootstrap, records, SITE)
+    produce(rig.stack, records, SITE)
     worker = rig.start_worker("worker")
     rig.wait_wip(EXPECTED_WIP, timeout=120)
     target = rig.target()
