@@ -29,7 +29,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, get_args
+from typing import Any, Literal, get_args
 
 import msgspec
 
@@ -52,6 +52,23 @@ from wipwatch.processors.metrics.station_state import StationClock
 from wipwatch.processors.metrics.throughput import Throughput
 from wipwatch.site import Line, LocationKind
 
+#: Every data-quality reason (docs/metrics.md): a fixed set, so counters and the ``reason`` tag stay bounded.
+QualityReason = Literal[
+    "duplicate",
+    "late",
+    "too old",
+    "ahead",
+    "out of range",
+    "invalid",
+    "wrong line",
+    "undecodable",
+    "departure without arrival",
+    "quantity mismatch",
+    "arrival of a present part",
+    "unknown location",
+    "state of a non-station",
+    "internal",
+]
 #: The location tag of data-quality points for events naming a location the site file does not have.
 UNKNOWN_LOCATION = "_unknown"
 _FORGET_CHUNK = 256
@@ -132,7 +149,7 @@ class Issue:
     """A data-quality finding: which location, why, and the event time it is counted at."""
 
     location: str
-    reason: str
+    reason: QualityReason
     time: float
 
 
@@ -225,7 +242,9 @@ class LineEngine:
             heapq.heappush(st.pending, (t, st.seq, event))
         return True
 
-    def skip(self, partition: int, offset: int, reason: str, received_at: float | None = None) -> bool:
+    def skip(
+        self, partition: int, offset: int, reason: QualityReason, received_at: float | None = None
+    ) -> bool:
         """Count a record that cannot be decoded as one finding of ``reason``; False if seen before."""
         st = self.state
         if partition == st.partition and offset <= st.offset:
@@ -262,7 +281,7 @@ class LineEngine:
             return False
         return True
 
-    def _admit(self, event: Any, received_at: float | None) -> tuple[str | None, float]:
+    def _admit(self, event: Any, received_at: float | None) -> tuple[QualityReason | None, float]:
         """``(None, event time)`` if ``event`` may touch the line, else ``(data-quality reason, 0)``.
 
         ``decode_record`` already enforces the schema; these checks are cheap (~1 µs) and also hold for
@@ -331,7 +350,7 @@ class LineEngine:
             self._ids.discard(old)
         del ids[:drop], times[:drop]
 
-    def _issue(self, location: object, reason: str, t: float) -> None:
+    def _issue(self, location: object, reason: QualityReason, t: float) -> None:
         known = isinstance(location, str) and location in self.state.locations
         where = location if isinstance(location, str) and known else UNKNOWN_LOCATION
         self.state.quality[reason] = self.state.quality.get(reason, 0) + 1

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
+from typing import get_args
 
 import pytest
 
 from tests.unit.test_line_state import SITE, at, into, out, state, ts, wip
 from wipwatch.events import PartIn
-from wipwatch.processors.metrics.line_state import EngineConfig, LineEngine
+from wipwatch.processors.metrics.line_state import EngineConfig, LineEngine, QualityReason
+from wipwatch.settings import REPO_ROOT
 
 pytestmark = pytest.mark.unit
 
@@ -96,3 +99,13 @@ def test_an_undecodable_record_is_counted_once() -> None:
     assert not e.skip(0, 1, "undecodable")
     assert e.state.quality == {"undecodable": 1}
     assert e.state.offset == 1
+
+
+def test_every_quality_reason_is_documented_and_every_documented_one_exists() -> None:
+    text = (REPO_ROOT / "docs" / "metrics.md").read_text()
+    table = text[
+        text.index("### Data quality: counted, never silently fixed") : text.index("Each finding is")
+    ]
+    documented = set(re.findall(r"^\| `([a-z -]+)`", table, flags=re.MULTILINE))
+    documented |= set(re.findall(r"^\| `[a-z -]+`, `([a-z -]+)`", table, flags=re.MULTILINE))
+    assert documented == set(get_args(QualityReason))
