@@ -12,6 +12,7 @@ import re
 import signal
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -483,8 +484,9 @@ def up(
                 break
             for note in notes:
                 if note == "replay finished":
-                    note = "replay finished; the stack stays up for review until Ctrl-C"
-                (console if note.endswith(("finished", "Ctrl-C")) else err_console).print(note, markup=False)
+                    console.print("replay finished; the stack stays up for review until Ctrl-C")
+                else:  # a crash or a restart
+                    err_console.print(note, markup=False, highlight=False)
             dead = [c for c in stack.children.values() if not c.alive()]
             if dead:
                 failure = f"{dead[0].name} exited (code {dead[0].process.returncode}); log {dead[0].log_path}"
@@ -499,8 +501,9 @@ def up(
         raise ServiceError(f"up stopped: {failure}")
 
 
-def _simulator_argv(speed: str, real_speed: float | None, seed: int) -> Any:
-    """The simulator's argv, built at each (re)start: a restart goes on at the simulated time reached."""
+def _simulator_argv(speed: str, real_speed: float | None, seed: int) -> Callable[[], list[str]]:
+    """The simulator's argv, built at each (re)start: a restart goes on at the simulated time reached
+    (at ``max`` speed that time is unknown; it goes on at the wall clock's)."""
     began = time.time()
 
     def argv() -> list[str]:
