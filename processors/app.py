@@ -69,6 +69,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         growth_window_s=settings.processor_growth_window_s,
         dedup_horizon_s=settings.processor_dedup_horizon_s,
         dedup_max_ids=settings.processor_dedup_max_ids,
+        max_ahead_s=settings.max_clock_ahead_s,
     )
 
 
@@ -240,12 +241,17 @@ def create_app(settings: Settings, site: Site | None = None, writer: InfluxWrite
                     if engine is None:
                         log.error("record for a line the site file does not have key=%r: skipped", key)
                     else:
+                        # the producer's clock when it sent the record (ingest: the receipt time)
+                        stamp = message.timestamp
+                        received_at = stamp if stamp and stamp > 0 else None
                         try:
                             events = decode_record(record.value)
                         except EventError as exc:  # ingest validated it; only a foreign producer gets here
-                            log.error("undecodable record key=%r reason=%s", key, exc.reason)
+                            log.error("undecodable record key=%r reason=%.300s", key, exc.reason)
+                            if engine.skip(partition, offset, "undecodable", received_at):
+                                touched[key] = engine
                         else:
-                            if engine.offer(events, partition, offset):
+                            if engine.offer(events, partition, offset, received_at):
                                 touched[key] = engine
                                 cache[key].last_seen = time.monotonic()
                     progress.handled(partition, offset)
