@@ -160,6 +160,7 @@ def create_app(settings: Settings, site: Site | None = None, writer: InfluxWrite
         tps = {p: TP(settings.events_topic, p) for p in targets}
         try:
             earliest = await app.consumer.earliest_offsets(*tps.values())
+            positions: dict[TP, int] = {}
             for partition, target in targets.items():
                 tp = tps[partition]
                 moved = progress.retarget(partition, earliest.get(tp, 0))
@@ -172,7 +173,11 @@ def create_app(settings: Settings, site: Site | None = None, writer: InfluxWrite
                         target,
                         moved,
                     )
-                await app.consumer.seek(tp, moved)
+                positions[tp] = moved
+            # seek_wait runs in Faust's consumer thread, where aiokafka lives: Consumer.seek would call
+            # aiokafka from this thread and race its fetcher (seen: KeyError in the fetcher)
+            if positions:
+                await app.consumer.seek_wait(positions)
         except IllegalStateError as exc:
             log.warning("seek skipped, partitions moved partitions=%s reason=%s", sorted(targets), exc)
 
