@@ -35,9 +35,9 @@ from wipwatch.alert_rules import Condition, RuleInstance
 if TYPE_CHECKING:
     from wipwatch.processors.metrics.line_state import LineState
 
-#: Ticks evaluated one by one in a gap between two events; beyond, the evaluation jumps to the last tick
-#: before the next event (a gap of days would otherwise cost hundreds of thousands of evaluations).
-MAX_GAP_TICKS = 720
+#: Ticks evaluated one by one in a gap between two events (11.5 days at 10 s); beyond, the evaluation jumps
+#: to the last tick before the next event, so an event time years ahead cannot stall the line.
+MAX_GAP_TICKS = 100_000
 #: Fewest events in the window for the data-quality rate to be judged (1 finding in 2 events is noise).
 MIN_DQ_EVENTS = 20
 
@@ -291,7 +291,8 @@ class AlertEvaluator:
         if not samples:
             return None
         start = t - window_s
-        base = samples[0]
+        # history shorter than the window: everything since the line's first event is in it
+        base: tuple[float, int, int] = (start, 0, 0)
         for sample in samples:
             if sample[0] > start:
                 break

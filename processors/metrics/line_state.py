@@ -226,6 +226,10 @@ class LineEngine:
         self.alerts.finish(self.state, self.changes.alerts)
         self._alert_due = self.alerts.due(self.state.alerts)
 
+    def heard(self, wall_now: float) -> None:
+        """The processors received a record of this line at wall-clock ``wall_now`` (for ``line_silent``)."""
+        self.state.alerts.heard_wall = wall_now
+
     def check_silence(self, wall_now: float) -> None:
         """Judge ``line_silent`` rules on the wall clock (the processors' timer; see ``EngineConfig``)."""
         self.alerts.check_silence(self.state, wall_now, self.changes.alerts)
