@@ -1,0 +1,282 @@
+"""Alert delivery on real servers: retained MQTT state (mosquitto), Prometheus Alertmanager with a webhook
+receiver (an HTTP server in the test) and an e-mail receiver (aiosmtpd), silences, resolution, restarts.
+
+No Kafka: the line engine is fed directly; the processors call the same ``AlertDelivery``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email import message_from_bytes
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.request import Request, urlopen
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from tests.polling import eventually
+from wipwatch.alert_rules import expand_rules
+from wipwatch.events import Event, PartIn, PartOut
+from wipwatch.mqtt import MqttPublisher
+from wipwatch.processors.alert_delivery import AlertDelivery, AlertmanagerClient
+from wipwatch.processors.metrics.line_state import EngineConfig, LineEngine
+from wipwatch.services import ChildProcess, free_port, start_alertmanager, start_mosquitto
+from wipwatch.site import Site, parse_site
+
+pytestmark = pytest.mark.integration
+T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
+SITE: Site = parse_site(
+    {
+        "site": "plant",
+        "alerts": {
+            "defaults": False,
+            "evaluate_every": 1,
+            "rules": [{"id": "wip-high", "condition": "wip_over_cap", "labels": {"team": "assembly"}}],
+        },
+        "lines": [
+            {
+                "id": "l1",
+                "locations": [
+                    {"id": "a", "kind": "buffer", "cap": 1},
+                    {"id": "b", "kind": "buffer", "cap": 1},
+                    {"id": "m", "kind": "station", "process_time": {"mean": 5}},
+                ],
+            }
+        ],
+    }
+)
+
+
+@dataclass
+class Inbox:
+    """What the webhook and SMTP receivers got."""
+
+    webhook: list[dict[str, Any]] = field(default_factory=list)
+    mails: list[bytes] = field(default_factory=list)
+
+    def notified(self, identity: str, status: str) -> list[dict[str, Any]]:
+        return [
+            alert
+            for body in list(self.webhook)
+            for alert in body["alerts"]
+            if alert["labels"].get("identity") == identity and alert["status"] == status
+        ]
+
+
+@dataclass
+class Alerting:
+    mqtt_port: int
+    alertmanager: ChildProcess
+    inbox: Inbox
+
+    @property
+    def am_url(self) -> str:
+        return self.alertmanager.address
+
+    def publisher(self) -> MqttPublisher:
+        return MqttPublisher("127.0.0.1", self.mqtt_port, f"alerts-{free_port()}")
+
+    def retained(self, count: int) -> dict[str, bytes]:
+        """Retained messages under wipwatch/alerts/ (mosquitto_sub, waits up to 3 s for ``count``)."""
+        argv = ["mosquitto_sub", "-p", str(self.mqtt_port), "-t", "wipwatch/alerts/#", "-v", "-W", "3"]
+        argv += ["-C", str(count)] if count else []
+        done = subprocess.run(argv, capture_output=True, timeout=10, check=False)
+        out: dict[str, bytes] = {}
+        for row in done.stdout.splitlines():
+            topic, _, payload = row.partition(b" ")
+            out[topic.decode()] = payload
+        return out
+
+    def am_alerts(self) -> list[dict[str, Any]]:
+        with urlopen(f"{self.am_url}/api/v2/alerts", timeout=5) as response:
+            alerts: list[dict[str, Any]] = json.load(response)
+            return alerts
+
+
+class _Webhook(BaseHTTPRequestHandler):
+    inbox: Inbox
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.inbox.webhook.append(json.loads(body))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *_args: Any) -> None:
+        pass
+
+
+class _Smtp:
+    def __init__(self, inbox: Inbox) -> None:
+        self.inbox = inbox
+
+    async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's
+        self.inbox.mails.append(envelope.content)
+        return "250 OK"
+
+
+@pytest.fixture
+def alerting(tmp_path: Path) -> Iterator[Alerting]:
+    inbox = Inbox()
+    handler = type("Hook", (_Webhook,), {"inbox": inbox})
+    web = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    smtp = Controller(_Smtp(inbox), hostname="127.0.0.1", port=free_port())
+    smtp.start()
+    config = tmp_path / "alertmanager.yml"
+    config.write_text(
+        f"""
+global:
+  smtp_smarthost: 127.0.0.1:{smtp.port}
+  smtp_from: wipwatch@plant.test
+  smtp_require_tls: false
+route:
+  receiver: floor
+  group_by: [identity]
+  group_wait: 1s
+  group_interval: 1s
+  repeat_interval: 1h
+receivers:
+  - name: floor
+    webhook_configs: [{{url: "http://127.0.0.1:{web.server_port}/hook", send_resolved: true}}]
+    email_configs: [{{to: lead@plant.test, send_resolved: true}}]
+"""
+    )
+    mqtt_port = free_port()
+    children: list[ChildProcess] = []
+    try:
+        children.append(start_mosquitto(tmp_path, mqtt_port))
+        children.append(start_alertmanager(tmp_path, free_port(), config))
+        yield Alerting(mqtt_port, children[1], inbox)
+    finally:
+        for child in reversed(children):
+            child.stop()
+        smtp.stop()
+        web.shutdown()
+
+
+_ids = iter(range(10**9))
+
+
+def into(location: str, part: str, second: float) -> Event:
+    when = T0 + timedelta(seconds=second)
+    return PartIn(v=1, id=f"e{next(_ids)}", time=when, site="plant", line="l1", location=location, part=part)
+
+
+def out(location: str, part: str, second: float) -> Event:
+    when = T0 + timedelta(seconds=second)
+    return PartOut(v=1, id=f"e{next(_ids)}", time=when, site="plant", line="l1", location=location, part=part)
+
+
+class Line:
+    def __init__(self) -> None:
+        self.engine = LineEngine(SITE.lines[0], "plant", EngineConfig(alert_every_s=1, lateness_s=0), rules=expand_rules(SITE))
+        self.offset = 0
+
+    def feed(self, *events: Event) -> list[tuple[str, str, int]]:
+        self.engine.offer(list(events), 0, self.offset)
+        self.offset += 1
+        self.engine.release()
+        out = [(tr.instance.location, tr.state, tr.seq) for tr in self.engine.changes.alerts]
+        self.engine.changes.clear()
+        return out
+
+    def identity(self, location: str) -> str:
+        return next(i.identity for i in self.engine.alerts.instances if i.location == location)
+
+
+def silence(am_url: str, identity: str) -> None:
+    now = datetime.now(UTC)
+    body = {
+        "matchers": [{"name": "identity", "value": identity, "isRegex": False, "isEqual": True}],
+        "startsAt": now.isoformat(),
+        "endsAt": (now + timedelta(hours=1)).isoformat(),
+        "createdBy": "test",
+        "comment": "known: buffer b is being emptied by hand",
+    }
+    request = Request(
+        f"{am_url}/api/v2/silences", json.dumps(body).encode(), {"Content-Type": "application/json"}, method="POST"
+    )
+    with urlopen(request, timeout=5) as response:
+        assert response.status == 200
+
+
+def test_mqtt_state_alertmanager_webhook_email_silence_and_resolution(alerting: Alerting) -> None:
+    line = Line()
+    id_a, id_b = line.identity("a"), line.identity("b")
+    silence(alerting.am_url, id_b)
+    delivery = AlertDelivery(alerting.publisher, AlertmanagerClient(alerting.am_url), resend_s=30)
+    # two parts in a and in b (cap 1): both fire at tick 1, evaluated when the event at 2 arrives
+    assert line.feed(into("a", "p1", 0), into("a", "p2", 1), into("b", "p3", 0), into("b", "p4", 1)) == []
+    assert line.feed(into("m", "p9", 2)) == [("a", "firing", 1), ("b", "firing", 1)]
+    delivery.deliver([line.engine])
+
+    # the floor: retained state of both alerts, whatever the silences of Alertmanager
+    retained = alerting.retained(2)
+    assert set(retained) == {"wipwatch/alerts/plant/l1/wip-high/a", "wipwatch/alerts/plant/l1/wip-high/b"}
+    state_a = json.loads(retained["wipwatch/alerts/plant/l1/wip-high/a"])
+    assert state_a["v"] == 1 and state_a["identity"] == id_a and state_a["seq"] == 1
+    assert (state_a["state"], state_a["value"], state_a["threshold"]) == ("firing", 2, 1)
+    assert state_a["since"] == (T0 + timedelta(seconds=1)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    assert state_a["labels"] == {"team": "assembly"}
+
+    # people: a's notification by webhook and e-mail; b is silenced in Alertmanager
+    [firing] = eventually(lambda: alerting.inbox.notified(id_a, "firing"), bool, 30, "webhook got a firing")
+    assert firing["labels"] == {
+        "alertname": "wip-high",
+        "site": "plant",
+        "line": "l1",
+        "location": "a",
+        "severity": "warning",
+        "identity": id_a,
+        "team": "assembly",
+    }
+    assert firing["annotations"]["seq"] == "1" and firing["annotations"]["value"] == "2"
+    eventually(lambda: len(alerting.inbox.mails), lambda n: n >= 1, 30, "an e-mail")
+    mail = message_from_bytes(alerting.inbox.mails[0])
+    assert "lead@plant.test" in mail["To"] and "wip-high" in mail["Subject"]
+    by_identity = {a["labels"]["identity"]: a for a in alerting.am_alerts()}
+    assert by_identity[id_b]["status"]["state"] == "suppressed"
+    assert by_identity[id_a]["status"]["state"] == "active"
+
+    # a restarted worker delivers the same transitions again: same seq, still one alert each, no new notification
+    again = AlertDelivery(alerting.publisher, AlertmanagerClient(alerting.am_url), resend_s=30)
+    again.deliver([line.engine])
+    assert json.loads(alerting.retained(2)["wipwatch/alerts/plant/l1/wip-high/a"])["seq"] == 1
+    assert sorted(a["labels"]["identity"] for a in alerting.am_alerts()) == sorted([id_a, id_b])
+
+    # a clears: resolved (seq 2) notified, its retained state cleared; b's stays
+    assert line.feed(out("a", "p1", 3), out("a", "p2", 4), into("m", "p10", 6)) == [("a", "resolved", 2)]
+    again.deliver([line.engine])
+    assert set(alerting.retained(1)) == {"wipwatch/alerts/plant/l1/wip-high/b"}
+    [resolved] = eventually(lambda: alerting.inbox.notified(id_a, "resolved"), bool, 30, "webhook got a resolution")
+    assert resolved["annotations"]["seq"] == "2"
+    eventually(lambda: len(alerting.inbox.mails), lambda n: n >= 2, 30, "the resolution e-mail")
+    # the silenced alert never reached a person
+    assert alerting.inbox.notified(id_b, "firing") == []
+    assert all(id_b not in mail.decode(errors="replace") for mail in alerting.inbox.mails)
+    again.close()
+    delivery.close()
+
+
+def test_an_unreachable_alertmanager_is_retried_and_mqtt_goes_on(alerting: Alerting) -> None:
+    line = Line()
+    line.feed(into("a", "p1", 0), into("a", "p2", 1))
+    line.feed(into("m", "p9", 2))
+    dead = AlertmanagerClient(f"http://127.0.0.1:{free_port()}", timeout=1)
+    delivery = AlertDelivery(alerting.publisher, dead, retry_s=0.1)
+    delivery.deliver([line.engine])
+    id_a = line.identity("a")
+    assert delivery.mqtt_seq == {id_a: 1} and delivery.am_seq == {}
+    assert "wipwatch/alerts/plant/l1/wip-high/a" in alerting.retained(1)
+    delivery.alertmanager = AlertmanagerClient(alerting.am_url)
+    eventually(lambda: (delivery.deliver([line.engine]), delivery.am_seq)[1], lambda s: s == {id_a: 1}, 10, "retry")
+    assert [a["labels"]["identity"] for a in alerting.am_alerts()] == [id_a]
+    delivery.close()
