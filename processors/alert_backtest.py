@@ -112,12 +112,30 @@ def episodes(transitions: Iterable[Transition]) -> list[Episode]:
         fired = open_.pop(tr.identity, None)
         if fired is not None:
             out.append(
-                Episode(tr.identity, inst.rule, inst.line, inst.location, inst.severity, fired.at, tr.at, fired.value)
+                Episode(
+                    tr.identity,
+                    inst.rule,
+                    inst.line,
+                    inst.location,
+                    inst.severity,
+                    fired.at,
+                    tr.at,
+                    fired.value,
+                )
             )
     for fired in open_.values():
         inst = fired.instance
         out.append(
-            Episode(fired.identity, inst.rule, inst.line, inst.location, inst.severity, fired.at, None, fired.value)
+            Episode(
+                fired.identity,
+                inst.rule,
+                inst.line,
+                inst.location,
+                inst.severity,
+                fired.at,
+                None,
+                fired.value,
+            )
         )
     out.sort(key=lambda e: (e.start, e.line, e.rule, e.location))
     return out

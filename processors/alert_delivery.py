@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 import urllib.error
 import urllib.request
@@ -40,6 +41,7 @@ from wipwatch.errors import ServiceError
 from wipwatch.mqtt import MqttPublisher
 from wipwatch.processors.metrics.alerts import Transition, transition_of
 from wipwatch.processors.metrics.line_state import LineEngine
+from wipwatch.settings import Settings
 
 log = logging.getLogger(__name__)
 _encoder = msgspec.json.Encoder()
@@ -91,10 +93,8 @@ def alert_labels(tr: Transition) -> dict[str, str]:
 def alertmanager_alert(tr: Transition, now: float, resend_s: float) -> dict[str, Any]:
     """One element of Alertmanager's ``POST /api/v2/alerts`` body."""
     inst = tr.instance
-    if tr.state == "firing":
-        ends = max(now, tr.since) + 4 * resend_s
-    else:  # an end in the future (event time ahead of the wall clock) would keep it firing until then
-        ends = max(tr.since, min(tr.at, now))
+    # a resolution's end in the future (event time ahead of the wall clock) would keep it firing until then
+    ends = max(now, tr.since) + 4 * resend_s if tr.state == "firing" else max(tr.since, min(tr.at, now))
     return {
         "labels": alert_labels(tr),
         "annotations": {
@@ -137,7 +137,9 @@ class AlertmanagerClient:
                 response.read()
         except urllib.error.HTTPError as exc:
             reason = exc.read().decode(errors="replace")[:300]
-            raise ServiceError(f"Alertmanager at {self.url} refused alerts: HTTP {exc.code} {reason}") from None
+            raise ServiceError(
+                f"Alertmanager at {self.url} refused alerts: HTTP {exc.code} {reason}"
+            ) from None
         except (urllib.error.URLError, OSError) as exc:
             raise ServiceError(f"Alertmanager at {self.url} not reachable: {exc}") from None
 
@@ -272,3 +274,18 @@ class AlertDelivery:
         if self._mqtt is not None:
             self._mqtt.close()
             self._mqtt = None
+
+
+def delivery_from_settings(settings: Settings) -> AlertDelivery | None:
+    """The processors' delivery: MQTT unless ``alerts_mqtt`` is off, Alertmanager if ``alertmanager_url``."""
+    mqtt: Callable[[], MqttPublisher] | None = None
+    if settings.alerts_mqtt:
+        client_id = f"{settings.processor_id}-alerts-{os.getpid()}"
+
+        def mqtt() -> MqttPublisher:
+            return MqttPublisher(settings.mqtt_host, settings.mqtt_port, client_id, qos=settings.mqtt_qos)
+
+    manager = AlertmanagerClient(settings.alertmanager_url) if settings.alertmanager_url else None
+    if mqtt is None and manager is None:
+        return None
+    return AlertDelivery(mqtt, manager, resend_s=settings.alerts_resend_s)

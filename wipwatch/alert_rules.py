@@ -158,18 +158,18 @@ class Alerts(_Model):
         return self
 
 
-def default_rules(site: Site) -> list[AlertRule]:
+def default_rules() -> list[AlertRule]:
     """The rules every site gets unless ``alerts.defaults`` is false (docs/alerts.md, "Defaults")."""
     rules = [
-        AlertRule(id="wip-over-cap", condition=Condition.WIP_OVER_CAP, for_=300.0),
-        AlertRule(id="under-production", condition=Condition.UNDER_PRODUCTION, for_=900.0),
-        AlertRule(id="over-production", condition=Condition.OVER_PRODUCTION, for_=900.0),
-        AlertRule(id="station-down", condition=Condition.STATION_DOWN, for_=600.0, severity=Severity.CRITICAL),
-        AlertRule(id="new-bottleneck", condition=Condition.NEW_BOTTLENECK, for_=1800.0, severity=Severity.INFO),
-        AlertRule(id="line-silent", condition=Condition.LINE_SILENT, severity=Severity.CRITICAL),
-        AlertRule(id="data-quality", condition=Condition.DATA_QUALITY, for_=300.0),
+        {"id": "wip-over-cap", "condition": Condition.WIP_OVER_CAP, "for": 300.0},
+        {"id": "under-production", "condition": Condition.UNDER_PRODUCTION, "for": 900.0},
+        {"id": "over-production", "condition": Condition.OVER_PRODUCTION, "for": 900.0},
+        {"id": "station-down", "condition": Condition.STATION_DOWN, "for": 600.0, "severity": "critical"},
+        {"id": "new-bottleneck", "condition": Condition.NEW_BOTTLENECK, "for": 1800.0, "severity": "info"},
+        {"id": "line-silent", "condition": Condition.LINE_SILENT, "severity": "critical"},
+        {"id": "data-quality", "condition": Condition.DATA_QUALITY, "for": 300.0},
     ]
-    return rules
+    return [AlertRule.model_validate(rule) for rule in rules]
 
 
 class RuleInstance(msgspec.Struct, frozen=True, kw_only=True):
@@ -222,7 +222,7 @@ def expected_bottleneck(line: Line) -> str | None:
     stations = [loc for loc in line.locations if loc.process_time is not None]
     if not stations:
         return None
-    slowest = max(stations, key=lambda loc: (loc.process_time.mean / loc.machines if loc.process_time else 0))
+    slowest = max(stations, key=lambda loc: loc.process_time.mean / loc.machines if loc.process_time else 0)
     return slowest.id
 
 
@@ -275,7 +275,9 @@ def _instances(rule: AlertRule, site: Site, line: Line) -> list[RuleInstance]:
                 return []
             if cond is Condition.OVER_PRODUCTION and line.locations[-1].kind.value != "store":
                 return []
-        targets.append((LINE_SCOPE, rule.threshold if rule.threshold is not None else _DEFAULT_THRESHOLD[cond]))
+        targets.append(
+            (LINE_SCOPE, rule.threshold if rule.threshold is not None else _DEFAULT_THRESHOLD[cond])
+        )
     out = []
     for location, threshold in targets:
         assert threshold is not None  # NEEDS_THRESHOLD is checked by the model
@@ -311,9 +313,9 @@ def _instances(rule: AlertRule, site: Site, line: Line) -> list[RuleInstance]:
 
 
 def site_rules(site: Site) -> list[AlertRule]:
-    """The site's effective rules: the defaults (unless disabled), replaced by declared rules of the same id."""
+    """The site's effective rules: the defaults (unless disabled), replaced by declared rules of that id."""
     declared = {rule.id: rule for rule in site.alerts.rules}
-    rules = [r for r in default_rules(site) if r.id not in declared] if site.alerts.defaults else []
+    rules = [r for r in default_rules() if r.id not in declared] if site.alerts.defaults else []
     return rules + list(declared.values())
 
 

@@ -216,7 +216,7 @@ class AlertEvaluator:
                 out.append(transition)
 
     def check_silence(self, state: LineState, wall_now: float, out: list[Transition]) -> None:
-        """Judge ``line_silent`` on the wall clock: seconds since ``heard_wall`` (only if something was heard)."""
+        """Judge ``line_silent`` on the wall clock: seconds since ``heard_wall`` (once anything was heard)."""
         book = state.alerts
         if not self.wall_clock_silence or book.heard_wall is None:
             return
@@ -243,7 +243,7 @@ class AlertEvaluator:
         if cond == Condition.WIP_OVER_CAP:
             return float(loc.wip)
         if cond == Condition.QUEUE_GROWTH:
-            return loc.growth.per_hour(t)
+            return float(loc.growth.per_hour(t))
         if cond == Condition.OLDEST_PART_AGE:
             return loc.residents.oldest_age_s(t) or 0.0
         if cond == Condition.STATION_DOWN:
@@ -262,11 +262,11 @@ class AlertEvaluator:
         if cond == Condition.UNDER_PRODUCTION:
             if t - state.started < state.shipped.window_s:
                 return None
-            return state.shipped.per_hour(t) / demand
+            return float(state.shipped.per_hour(t)) / demand
         finished = next(reversed(state.locations.values()))
         if t - state.started < finished.growth.window_s:
             return None
-        return finished.growth.per_hour(t) / demand
+        return float(finished.growth.per_hour(t)) / demand
 
     def _sample_quality(self, book: AlertBook, t: float) -> None:
         pending = book.issue_times

@@ -222,7 +222,7 @@ class LineEngine:
         return applied
 
     def finish_alerts(self) -> None:
-        """Evaluate the alert ticks up to the last event applied (a backtest's end; live, the next event does)."""
+        """Evaluate the alert ticks up to the last event applied (a backtest's end; live: the next event)."""
         self.alerts.finish(self.state, self.changes.alerts)
         self._alert_due = self.alerts.due(self.state.alerts)
 

@@ -103,7 +103,7 @@ class Alerting:
 class _Webhook(BaseHTTPRequestHandler):
     inbox: Inbox
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         self.inbox.webhook.append(json.loads(body))
         self.send_response(200)
@@ -117,7 +117,7 @@ class _Smtp:
     def __init__(self, inbox: Inbox) -> None:
         self.inbox = inbox
 
-    async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's
+    async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:
         self.inbox.mails.append(envelope.content)
         return "250 OK"
 
@@ -177,7 +177,9 @@ def out(location: str, part: str, second: float) -> Event:
 
 class Line:
     def __init__(self) -> None:
-        self.engine = LineEngine(SITE.lines[0], "plant", EngineConfig(alert_every_s=1, lateness_s=0), rules=expand_rules(SITE))
+        self.engine = LineEngine(
+            SITE.lines[0], "plant", EngineConfig(alert_every_s=1, lateness_s=0), rules=expand_rules(SITE)
+        )
         self.offset = 0
 
     def feed(self, *events: Event) -> list[tuple[str, str, int]]:
@@ -202,7 +204,10 @@ def silence(am_url: str, identity: str) -> None:
         "comment": "known: buffer b is being emptied by hand",
     }
     request = Request(
-        f"{am_url}/api/v2/silences", json.dumps(body).encode(), {"Content-Type": "application/json"}, method="POST"
+        f"{am_url}/api/v2/silences",
+        json.dumps(body).encode(),
+        {"Content-Type": "application/json"},
+        method="POST",
     )
     with urlopen(request, timeout=5) as response:
         assert response.status == 200
@@ -224,7 +229,9 @@ def test_mqtt_state_alertmanager_webhook_email_silence_and_resolution(alerting: 
     state_a = json.loads(retained["wipwatch/alerts/plant/l1/wip-high/a"])
     assert state_a["v"] == 1 and state_a["identity"] == id_a and state_a["seq"] == 1
     assert (state_a["state"], state_a["value"], state_a["threshold"]) == ("firing", 2, 1)
-    assert state_a["since"] == (T0 + timedelta(seconds=1)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    assert state_a["since"] == (T0 + timedelta(seconds=1)).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z"
+    )
     assert state_a["labels"] == {"team": "assembly"}
 
     # people: a's notification by webhook and e-mail; b is silenced in Alertmanager
@@ -246,7 +253,7 @@ def test_mqtt_state_alertmanager_webhook_email_silence_and_resolution(alerting: 
     assert by_identity[id_b]["status"]["state"] == "suppressed"
     assert by_identity[id_a]["status"]["state"] == "active"
 
-    # a restarted worker delivers the same transitions again: same seq, still one alert each, no new notification
+    # a restarted worker delivers the same transitions again: same seq, still one alert each
     again = AlertDelivery(alerting.publisher, AlertmanagerClient(alerting.am_url), resend_s=30)
     again.deliver([line.engine])
     assert json.loads(alerting.retained(2)["wipwatch/alerts/plant/l1/wip-high/a"])["seq"] == 1
@@ -256,7 +263,9 @@ def test_mqtt_state_alertmanager_webhook_email_silence_and_resolution(alerting: 
     assert line.feed(out("a", "p1", 3), out("a", "p2", 4), into("m", "p10", 6)) == [("a", "resolved", 2)]
     again.deliver([line.engine])
     assert set(alerting.retained(1)) == {"wipwatch/alerts/plant/l1/wip-high/b"}
-    [resolved] = eventually(lambda: alerting.inbox.notified(id_a, "resolved"), bool, 30, "webhook got a resolution")
+    [resolved] = eventually(
+        lambda: alerting.inbox.notified(id_a, "resolved"), bool, 30, "webhook got a resolution"
+    )
     assert resolved["annotations"]["seq"] == "2"
     eventually(lambda: len(alerting.inbox.mails), lambda n: n >= 2, 30, "the resolution e-mail")
     # the silenced alert never reached a person
@@ -277,6 +286,8 @@ def test_an_unreachable_alertmanager_is_retried_and_mqtt_goes_on(alerting: Alert
     assert delivery.mqtt_seq == {id_a: 1} and delivery.am_seq == {}
     assert "wipwatch/alerts/plant/l1/wip-high/a" in alerting.retained(1)
     delivery.alertmanager = AlertmanagerClient(alerting.am_url)
-    eventually(lambda: (delivery.deliver([line.engine]), delivery.am_seq)[1], lambda s: s == {id_a: 1}, 10, "retry")
+    eventually(
+        lambda: (delivery.deliver([line.engine]), delivery.am_seq)[1], lambda s: s == {id_a: 1}, 10, "retry"
+    )
     assert [a["labels"]["identity"] for a in alerting.am_alerts()] == [id_a]
     delivery.close()

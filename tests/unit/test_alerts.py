@@ -62,7 +62,9 @@ def out(location: str, part: str, second: float) -> PartOut:
 
 def state(location: str, value: str, second: float) -> StationState:
     when = T0 + timedelta(seconds=second)
-    return StationState(v=1, id=f"e{next(_ids)}", time=when, site="s", line="l", location=location, state=value)  # type: ignore[arg-type]
+    return StationState(
+        v=1, id=f"e{next(_ids)}", time=when, site="s", line="l", location=location, state=value
+    )  # type: ignore[arg-type]
 
 
 def timeline(site: Site, events: list[Event], **config: Any) -> list[tuple[str, str, float, int, float]]:
@@ -70,7 +72,13 @@ def timeline(site: Site, events: list[Event], **config: Any) -> list[tuple[str, 
     cfg = EngineConfig(alert_every_s=site.alerts.evaluate_every, lateness_s=0.0, **config)
     result = run_backtest(site, sorted(events, key=lambda e: e.timestamp), cfg, per_record=7)
     return [
-        (f"{tr.instance.rule}/{tr.instance.location}", tr.state, round(tr.at - BASE, 6), tr.seq, round(tr.value, 6))
+        (
+            f"{tr.instance.rule}/{tr.instance.location}",
+            tr.state,
+            round(tr.at - BASE, 6),
+            tr.seq,
+            round(tr.value, 6),
+        )
         for tr in result.transitions
     ]
 
@@ -84,7 +92,7 @@ def fill(into_q: list[float]) -> list[Event]:
 
 def test_wip_over_cap_fires_after_for_and_clears_below_the_band() -> None:
     site = site_with({"id": "cap", "condition": "wip_over_cap", "for": 10})
-    events = fill([0, 1, 2]) + [out("q", "p0", 20), out("q", "p1", 30), state("m", "idle", 100)]
+    events = [*fill([0, 1, 2]), out("q", "p0", 20), out("q", "p1", 30), state("m", "idle", 100)]
     # WIP 3 > cap 2 from t=2: pending at tick 2, fires at tick 12 (held 10 s); WIP 2 at t=20 is inside the
     # band (clear at 90 % of 2 = 1.8), WIP 1 at t=30 resolves
     assert timeline(site, events) == [("cap/q", "firing", 12, 1, 3), ("cap/q", "resolved", 30, 2, 1)]
@@ -117,7 +125,7 @@ def test_hysteresis_band_keeps_a_flapping_value_firing_once() -> None:
 
 def test_clear_for_needs_the_clear_condition_to_hold() -> None:
     site = site_with({"id": "cap", "condition": "wip_over_cap", "clear_for": 10})
-    events = fill([0, 1, 2]) + [out("q", "p0", 20), out("q", "p1", 21), into("q", "p5", 25)]
+    events = [*fill([0, 1, 2]), out("q", "p0", 20), out("q", "p1", 21), into("q", "p5", 25)]
     events += [out("q", "p5", 27), state("m", "idle", 100)]
     # fires at t=2; WIP 1 from t=21 (clearing since 21), WIP 2 at t=25 stops the clearing (2 > 1.8);
     # WIP 1 again from t=27: resolved at 27 + 10 = 37
@@ -126,7 +134,7 @@ def test_clear_for_needs_the_clear_condition_to_hold() -> None:
 
 def test_queue_growth_over_the_growth_window() -> None:
     site = site_with({"id": "grow", "condition": "queue_growth", "threshold": 1800, "for": 5})
-    events = fill([float(t) for t in range(11)]) + [state("m", "idle", 100)]
+    events = [*fill([float(t) for t in range(11)]), state("m", "idle", 100)]
     # one arrival a second: growth (N(t) - N(0)) / t * 3600 = 3600/h from tick 1, fires at tick 6;
     # arrivals stop at t=10 (N=11): growth 36000 / t per hour until the 60 s window is full,
     # at or below the clear 1620/h from t >= 22.2, so tick 23
@@ -138,7 +146,7 @@ def test_queue_growth_over_the_growth_window() -> None:
 
 def test_oldest_part_age() -> None:
     site = site_with({"id": "old", "condition": "oldest_part_age", "threshold": 30})
-    events = fill([0]) + [out("q", "p0", 40), state("m", "idle", 100)]
+    events = [*fill([0]), out("q", "p0", 40), state("m", "idle", 100)]
     # age 31 > 30 at tick 31; the part leaves at t=40 (no part: age 0)
     assert timeline(site, events) == [("old/q", "firing", 31, 1, 31), ("old/q", "resolved", 40, 2, 0)]
 
@@ -154,7 +162,7 @@ def test_under_production_against_demand() -> None:
     site = site_with({"id": "under", "condition": "under_production", "for": 10})
     evens = [float(t) for t in range(0, 100, 2)]
     each = [float(t) for t in range(100, 201)]
-    events = shipments(evens + each) + [state("m", "idle", 300)]
+    events = [*shipments(evens + each), state("m", "idle", 300)]
     # demand 1/s, window 60 s; judged from tick 60 (a whole window observed): 30 parts in (0, 60] = 0.5
     # of demand, pending at 60, fires at 70. One a second from t=100: (98, 158] holds 59 parts (0.983 <
     # clear 0.99), (99, 159] holds 60: resolved at 159. Shipping stops at t=200: (t-60, t] holds 260 - t
@@ -209,7 +217,10 @@ def test_line_silent_in_event_time() -> None:
     site = site_with({"id": "quiet", "condition": "line_silent", "threshold": 30})
     events = [state("m", "idle", 0), state("m", "idle", 100)]
     # 31 s since the last event at tick 31; the event at 100 resolves at tick 100 (end of the recording)
-    assert timeline(site, events) == [("quiet/_line", "firing", 31, 1, 31), ("quiet/_line", "resolved", 100, 2, 0)]
+    assert timeline(site, events) == [
+        ("quiet/_line", "firing", 31, 1, 31),
+        ("quiet/_line", "resolved", 100, 2, 0),
+    ]
 
 
 def test_line_silent_on_the_wall_clock() -> None:
@@ -251,7 +262,7 @@ def test_a_long_gap_is_evaluated_tick_by_tick_then_jumps() -> None:
         {"id": "old", "condition": "oldest_part_age", "threshold": 3600, "for": 600},
         {"id": "down", "condition": "station_down", "scope": {"location": "m"}},
     )
-    events = fill([0]) + [state("m", "down", 1), state("m", "idle", 3 * 86_400.0)]
+    events = [*fill([0]), state("m", "down", 1), state("m", "idle", 3 * 86400.0)]
     # age > 3600 s from tick 3601, fires at 4201 (one tick a second); station m down from t=1 fires at
     # tick 1. After MAX_GAP_TICKS (100,000) ticks the evaluation jumps to the last tick before the next
     # event and m (still down then) stays firing; it resolves at the idle event (the end)
@@ -288,7 +299,13 @@ def test_defaults_follow_caps_demand_and_stations() -> None:
     rules = expand_rules(site)
     caps = {r.location: r.threshold for r in rules if r.rule == "wip-over-cap"}
     assert caps == {"b-raw": 2, "b-cut": 2, "b-press": 2, "b-weld": 2, "b-paint": 2, "fg": 5}
-    assert {r.location for r in rules if r.rule == "station-down"} == {"cut", "press", "weld", "paint", "pack"}
+    assert {r.location for r in rules if r.rule == "station-down"} == {
+        "cut",
+        "press",
+        "weld",
+        "paint",
+        "pack",
+    }
     # press (50 s per part, one machine) is the designed bottleneck: no new-bottleneck alert for it
     assert {r.location for r in rules if r.rule == "new-bottleneck"} == {"cut", "weld", "paint", "pack"}
     assert {r.rule for r in rules if r.location == LINE_SCOPE} == {
@@ -302,7 +319,9 @@ def test_defaults_follow_caps_demand_and_stations() -> None:
 
 def test_a_declared_rule_replaces_the_default_of_the_same_id() -> None:
     data = load_site(REPO_ROOT / "examples" / "mass-production.yaml").model_dump(by_alias=True)
-    data["alerts"] = {"rules": [{"id": "wip-over-cap", "condition": "wip_over_cap", "scope": {"location": "fg"}}]}
+    data["alerts"] = {
+        "rules": [{"id": "wip-over-cap", "condition": "wip_over_cap", "scope": {"location": "fg"}}]
+    }
     rules = expand_rules(parse_site(data))
     assert [(r.location, r.for_s) for r in rules if r.rule == "wip-over-cap"] == [("fg", 0.0)]
 
@@ -310,15 +329,27 @@ def test_a_declared_rule_replaces_the_default_of_the_same_id() -> None:
 @pytest.mark.parametrize(
     ("rule", "message"),
     [
-        ({"id": "a", "condition": "queue_growth"}, "alerts.rules[0]: condition queue_growth needs a threshold"),
-        ({"id": "a", "condition": "station_down", "threshold": 3}, "alerts.rules[0]: condition station_down is"),
-        ({"id": "a", "condition": "wip_over_cap", "threshold": 5, "clear": 6}, "clear 6.0 must be at or below"),
+        (
+            {"id": "a", "condition": "queue_growth"},
+            "alerts.rules[0]: condition queue_growth needs a threshold",
+        ),
+        (
+            {"id": "a", "condition": "station_down", "threshold": 3},
+            "alerts.rules[0]: condition station_down is",
+        ),
+        (
+            {"id": "a", "condition": "wip_over_cap", "threshold": 5, "clear": 6},
+            "clear 6.0 must be at or below",
+        ),
         ({"id": "a", "condition": "under_production", "threshold": 0.9, "clear": 0.5}, "must be at or above"),
         ({"id": "a", "condition": "nope"}, "alerts.rules[0].condition: Input should be"),
         ({"id": "a", "condition": "wip_over_cap", "for": -1}, "alerts.rules[0].for: Input should be greater"),
         ({"id": "a", "condition": "wip_over_cap", "scope": {"line": "x"}}, "scope.line: unknown line 'x'"),
         ({"id": "a", "condition": "wip_over_cap", "scope": {"location": "x"}}, "unknown location 'x'"),
-        ({"id": "a", "condition": "wip_over_cap", "labels": {"site": "x"}}, "labels site are set by wipwatch"),
+        (
+            {"id": "a", "condition": "wip_over_cap", "labels": {"site": "x"}},
+            "labels site are set by wipwatch",
+        ),
         ({"id": "a", "condition": "wip_over_cap", "labels": {"a b": "x"}}, "alerts.rules[0].labels.a b"),
         ({"id": "a b", "condition": "wip_over_cap"}, "alerts.rules[0].id: String should match"),
         ({"id": "a", "condition": "new_bottleneck", "expected": "q"}, "expected: 'q' is not a station"),
@@ -363,8 +394,10 @@ def test_a_shift_replayed_twice_gives_the_same_timeline(shift: tuple[Site, list[
     assert {"wip-over-cap", "over-production"} <= fired
 
 
-def test_restarts_from_the_stored_state_lose_and_repeat_no_transition(shift: tuple[Site, list[Event]]) -> None:
-    """A worker killed after storing state resumes from it: the transitions are those of an uninterrupted run."""
+def test_restarts_from_the_stored_state_lose_and_repeat_no_transition(
+    shift: tuple[Site, list[Event]],
+) -> None:
+    """A worker killed after storing state resumes from it: the transitions of an uninterrupted run."""
     site, events = shift
     rules = expand_rules(site)
     config = EngineConfig(alert_every_s=site.alerts.evaluate_every)
