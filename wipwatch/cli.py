@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from wipwatch.alerts_cli import alerts_app
 from wipwatch.errors import ServiceError, WipwatchError
 from wipwatch.settings import Settings, load_settings
 from wipwatch.site import load_site
@@ -314,6 +315,7 @@ dashboards_app = typer.Typer(
     no_args_is_help=True, help="Grafana dashboards as code: export their JSON, publish them to a Grafana."
 )
 app.add_typer(dashboards_app, name="dashboards")
+app.add_typer(alerts_app, name="alerts")
 
 
 @dashboards_app.command("export")

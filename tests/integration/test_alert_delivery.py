@@ -291,3 +291,49 @@ def test_an_unreachable_alertmanager_is_retried_and_mqtt_goes_on(alerting: Alert
     )
     assert [a["labels"]["identity"] for a in alerting.am_alerts()] == [id_a]
     delivery.close()
+
+
+def test_cli_lists_the_retained_alerts_and_follows_changes(alerting: Alerting, tmp_path: Path) -> None:
+    import queue
+    import sys
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from wipwatch.cli import app
+
+    site_file = tmp_path / "plant.yaml"
+    site_file.write_text(yaml.safe_dump(SITE.model_dump(mode="json", by_alias=True, exclude_none=True)))
+    line = Line()
+    line.feed(into("a", "p1", 0), into("a", "p2", 1), into("b", "p3", 0), into("b", "p4", 1))
+    line.feed(into("m", "p9", 2))
+    delivery = AlertDelivery(alerting.publisher, None)
+    delivery.deliver([line.engine])
+    common = ["--site", str(site_file), "--mqtt-port", str(alerting.mqtt_port)]
+    listed = CliRunner().invoke(app, ["alerts", *common, "--json"])
+    assert listed.exit_code == 0, listed.output
+    assert sorted((a["location"], a["seq"], a["value"]) for a in json.loads(listed.stdout)) == [
+        ("a", 1, 2.0),
+        ("b", 1, 2.0),
+    ]
+    table = CliRunner().invoke(app, ["alerts", *common])
+    assert "wip-high" in table.stdout and "WIP at l1/a above 1 parts" in table.stdout
+
+    follow = subprocess.Popen(
+        [sys.executable, "-m", "wipwatch", "alerts", *common, "--json", "--follow"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(row) for row in follow.stdout or []], daemon=True).start()
+    try:
+        retained = [json.loads(lines.get(timeout=20)) for _ in range(2)]
+        assert {(r["alert"]["location"], r["retained"]) for r in retained} == {("a", True), ("b", True)}
+        line.feed(out("a", "p1", 3), out("a", "p2", 4), into("m", "p10", 6))
+        delivery.deliver([line.engine])
+        cleared = json.loads(lines.get(timeout=20))
+        assert cleared == {"topic": "wipwatch/alerts/plant/l1/wip-high/a", "retained": False, "alert": None}
+    finally:
+        follow.terminate()
+        follow.wait(10)
+        delivery.close()
