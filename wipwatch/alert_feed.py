@@ -70,7 +70,7 @@ class AlertFeed:
 
     def _message(self, _client: object, _userdata: object, message: mqtt.MQTTMessage) -> None:
         self.last_message = time.monotonic()
-        self._on_update(decode_update(message.topic, message.payload, bool(message.retain)))
+        self._on_update(decode_update(message.topic, bytes(message.payload), bool(message.retain)))
 
     def close(self) -> None:
         self._client.disconnect()

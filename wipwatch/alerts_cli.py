@@ -100,13 +100,13 @@ def alerts(
         if as_json:
             body: dict[str, Any] = {"topic": update.topic, "retained": update.retained}
             body["alert"] = msgspec.to_builtins(a) if a else None
-            print(json.dumps(body), flush=True)  # noqa: T201 - the CLI layer prints
+            print(json.dumps(body), flush=True)
         elif a is None:
             console.print(f"resolved  {update.topic}", markup=False, highlight=False)
         else:
             console.print(
-                f"{'active' if update.retained else 'firing'}    {a.severity:<8} {a.rule} {a.line}/{a.location} "
-                f"since {_when(a.since)} value {a.value:g} (threshold {a.threshold:g}) seq {a.seq}",
+                f"{'active' if update.retained else 'firing'}    {a.severity:<8} {a.rule} "
+                f"{a.line}/{a.location} since {_when(a.since)} value {a.value:g} (threshold {a.threshold:g}) seq {a.seq}",
                 markup=False,
                 highlight=False,
             )
@@ -124,7 +124,7 @@ def backtest(
     site: Annotated[Path, typer.Option("--site", help="site file whose alert rules to run")],
     as_json: Annotated[bool, typer.Option("--json", help="print the alerts as JSON")] = False,
 ) -> None:
-    """Run the site's alert rules on a recording (event time) and print what would have fired, when, how long."""
+    """Run the site's alert rules on a recording and print what would have fired, when and for how long."""
     from wipwatch.errors import EventError
     from wipwatch.events import Event, validate_message
     from wipwatch.processors.alert_backtest import run_backtest
