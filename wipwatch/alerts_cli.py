@@ -106,7 +106,8 @@ def alerts(
         else:
             console.print(
                 f"{'active' if update.retained else 'firing'}    {a.severity:<8} {a.rule} "
-                f"{a.line}/{a.location} since {_when(a.since)} value {a.value:g} (threshold {a.threshold:g}) seq {a.seq}",
+                f"{a.line}/{a.location} since {_when(a.since)} value {a.value:g} "
+                f"(threshold {a.threshold:g}) seq {a.seq}",
                 markup=False,
                 highlight=False,
             )
