@@ -322,13 +322,20 @@ app.add_typer(alerts_app, name="alerts")
 def dashboards_export(
     directory: Annotated[Path, typer.Argument(help="write <uid>.json files here")],
     site: SiteOpt = None,
+    alerting: Annotated[
+        Path | None,
+        typer.Option(help="also write Grafana alert-rule provisioning YAML of the site's rules here"),
+    ] = None,
 ) -> None:
     """Write every dashboard as Grafana JSON (what provisioning loads)."""
+    from wipwatch.dashboards.alerting import export_alerting
     from wipwatch.dashboards.export import export
 
     settings = load_settings(site_file=site)
     for path in export(load_site(settings.site_file), directory):
         console.print(f"wrote {path}")
+    if alerting is not None:
+        console.print(f"wrote {export_alerting(load_site(settings.site_file), alerting)}")
 
 
 @dashboards_app.command("publish")

@@ -28,6 +28,8 @@ PROVISIONING = REPO_ROOT / "dashboards" / "provisioning"
 ALLOWED_EXTRA_KEYS: dict[str, set[str]] = {
     # grafana-foundation-sdk writes the interval-variable fields on every variable; Grafana accepts them.
     r"templating/list/\d+": {"auto", "auto_count", "auto_min"},
+    # InfluxDB annotations: the query and the columns of text and tags, read by Grafana's InfluxDB datasource.
+    r"annotations/list/\d+": {"query", "textColumn", "tagsColumn"},
 }
 
 
@@ -154,3 +156,26 @@ def test_expand_substitutes_grafana_macros_and_escapes_variables() -> None:
         'SELECT last("parts") FROM "wip" WHERE "site" =~ /^a\\.b\\/c$/ '
         "AND time >= '2026-01-01T00:00:00Z' AND time <= now() GROUP BY time(5m)"
     )
+
+
+def test_provisioned_alert_rules_are_the_export_of_the_example_site(tmp_path: Path) -> None:
+    from wipwatch.alert_rules import expand_rules
+    from wipwatch.dashboards.alerting import PROVISIONED_ALERTING, export_alerting
+
+    site = load_site(EXAMPLE_SITE)
+    written = export_alerting(site, tmp_path / "alerts.yaml")
+    assert written.read_text() == PROVISIONED_ALERTING.read_text(), (
+        "stale: run `wipwatch dashboards export dashboards/provisioning/dashboards/json "
+        f"--alerting {PROVISIONED_ALERTING.relative_to(REPO_ROOT)}`"
+    )
+    document = yaml.safe_load(written.read_text())
+    assert document["apiVersion"] == 1
+    [group] = document["groups"]
+    instances = {f"wipwatch-{i.identity}": i for i in expand_rules(site)}
+    assert [rule["uid"] for rule in group["rules"]] == list(instances)
+    for rule in group["rules"]:
+        inst = instances[rule["uid"]]
+        assert rule["labels"]["identity"] == inst.identity and rule["condition"] == "C"
+        [query, reduce, threshold] = rule["data"]
+        assert query["datasourceUid"] == influxql.DATASOURCE_UID and "$timeFilter" in query["model"]["query"]
+        assert reduce["model"]["expression"] == "A" and threshold["model"]["expression"] == "B"
