@@ -45,7 +45,11 @@ class BacktestResult:
 
 
 def run_backtest(
-    site: Site, events: Iterable[Event], config: EngineConfig | None = None, per_record: int = 500
+    site: Site,
+    events: Iterable[Event],
+    config: EngineConfig | None = None,
+    per_record: int = 500,
+    finish: bool = True,
 ) -> BacktestResult:
     """Apply ``events`` (in file order) to one engine per line and collect the alert transitions.
 
@@ -54,6 +58,7 @@ def run_backtest(
         events: Decoded events; events of other sites or unknown lines are counted as skipped.
         config: Engine settings; the default is the processors' defaults with the site's evaluation step.
         per_record: Events per simulated Kafka record; releases happen between records, as live.
+        finish: Evaluate up to the last event's time at the end (live processors wait for a later event).
     """
     config = config or EngineConfig(alert_every_s=site.alerts.evaluate_every)
     rules = expand_rules(site)
@@ -93,7 +98,8 @@ def run_backtest(
         if buffers[line_id]:
             flush(line_id)
         engine.release(everything=True)
-        engine.finish_alerts()
+        if finish:
+            engine.finish_alerts()
         transitions.extend(engine.changes.alerts)
         engine.changes.clear()
     transitions.sort(key=lambda tr: (tr.at, tr.instance.line, tr.instance.rule, tr.instance.location))

@@ -10,17 +10,15 @@ import json
 import subprocess
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.request import Request, urlopen
 
 import pytest
-from aiosmtpd.controller import Controller
 
+from tests.alerting import Inbox, am_alerts, receivers, retained, silence
 from tests.polling import eventually
 from wipwatch.alert_rules import expand_rules
 from wipwatch.events import Event, PartIn, PartOut
@@ -55,22 +53,6 @@ SITE: Site = parse_site(
 
 
 @dataclass
-class Inbox:
-    """What the webhook and SMTP receivers got."""
-
-    webhook: list[dict[str, Any]] = field(default_factory=list)
-    mails: list[bytes] = field(default_factory=list)
-
-    def notified(self, identity: str, status: str) -> list[dict[str, Any]]:
-        return [
-            alert
-            for body in list(self.webhook)
-            for alert in body["alerts"]
-            if alert["labels"].get("identity") == identity and alert["status"] == status
-        ]
-
-
-@dataclass
 class Alerting:
     mqtt_port: int
     alertmanager: ChildProcess
@@ -84,82 +66,25 @@ class Alerting:
         return MqttPublisher("127.0.0.1", self.mqtt_port, f"alerts-{free_port()}")
 
     def retained(self, count: int) -> dict[str, bytes]:
-        """Retained messages under wipwatch/alerts/ (mosquitto_sub, waits up to 3 s for ``count``)."""
-        argv = ["mosquitto_sub", "-p", str(self.mqtt_port), "-t", "wipwatch/alerts/#", "-v", "-W", "3"]
-        argv += ["-C", str(count)] if count else []
-        done = subprocess.run(argv, capture_output=True, timeout=10, check=False)
-        out: dict[str, bytes] = {}
-        for row in done.stdout.splitlines():
-            topic, _, payload = row.partition(b" ")
-            out[topic.decode()] = payload
-        return out
+        return retained(self.mqtt_port, count)
 
     def am_alerts(self) -> list[dict[str, Any]]:
-        with urlopen(f"{self.am_url}/api/v2/alerts", timeout=5) as response:
-            alerts: list[dict[str, Any]] = json.load(response)
-            return alerts
-
-
-class _Webhook(BaseHTTPRequestHandler):
-    inbox: Inbox
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.inbox.webhook.append(json.loads(body))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *_args: Any) -> None:
-        pass
-
-
-class _Smtp:
-    def __init__(self, inbox: Inbox) -> None:
-        self.inbox = inbox
-
-    async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:
-        self.inbox.mails.append(envelope.content)
-        return "250 OK"
+        return am_alerts(self.am_url)
 
 
 @pytest.fixture
 def alerting(tmp_path: Path) -> Iterator[Alerting]:
-    inbox = Inbox()
-    handler = type("Hook", (_Webhook,), {"inbox": inbox})
-    web = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=web.serve_forever, daemon=True).start()
-    smtp = Controller(_Smtp(inbox), hostname="127.0.0.1", port=free_port())
-    smtp.start()
-    config = tmp_path / "alertmanager.yml"
-    config.write_text(
-        f"""
-global:
-  smtp_smarthost: 127.0.0.1:{smtp.port}
-  smtp_from: wipwatch@plant.test
-  smtp_require_tls: false
-route:
-  receiver: floor
-  group_by: [identity]
-  group_wait: 1s
-  group_interval: 1s
-  repeat_interval: 1h
-receivers:
-  - name: floor
-    webhook_configs: [{{url: "http://127.0.0.1:{web.server_port}/hook", send_resolved: true}}]
-    email_configs: [{{to: lead@plant.test, send_resolved: true}}]
-"""
-    )
     mqtt_port = free_port()
     children: list[ChildProcess] = []
-    try:
-        children.append(start_mosquitto(tmp_path, mqtt_port))
-        children.append(start_alertmanager(tmp_path, free_port(), config))
-        yield Alerting(mqtt_port, children[1], inbox)
-    finally:
-        for child in reversed(children):
-            child.stop()
-        smtp.stop()
-        web.shutdown()
+    with receivers() as inbox:
+        try:
+            children.append(start_mosquitto(tmp_path, mqtt_port))
+            config = inbox.alertmanager_config(tmp_path / "alertmanager.yml")
+            children.append(start_alertmanager(tmp_path, free_port(), config))
+            yield Alerting(mqtt_port, children[1], inbox)
+        finally:
+            for child in reversed(children):
+                child.stop()
 
 
 _ids = iter(range(10**9))
@@ -194,29 +119,10 @@ class Line:
         return next(i.identity for i in self.engine.alerts.instances if i.location == location)
 
 
-def silence(am_url: str, identity: str) -> None:
-    now = datetime.now(UTC)
-    body = {
-        "matchers": [{"name": "identity", "value": identity, "isRegex": False, "isEqual": True}],
-        "startsAt": now.isoformat(),
-        "endsAt": (now + timedelta(hours=1)).isoformat(),
-        "createdBy": "test",
-        "comment": "known: buffer b is being emptied by hand",
-    }
-    request = Request(
-        f"{am_url}/api/v2/silences",
-        json.dumps(body).encode(),
-        {"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urlopen(request, timeout=5) as response:
-        assert response.status == 200
-
-
 def test_mqtt_state_alertmanager_webhook_email_silence_and_resolution(alerting: Alerting) -> None:
     line = Line()
     id_a, id_b = line.identity("a"), line.identity("b")
-    silence(alerting.am_url, id_b)
+    silence(alerting.am_url, "identity", id_b, "known: buffer b is being emptied by hand")
     delivery = AlertDelivery(alerting.publisher, AlertmanagerClient(alerting.am_url), resend_s=30)
     # two parts in a and in b (cap 1): both fire at tick 1, evaluated when the event at 2 arrives
     assert line.feed(into("a", "p1", 0), into("a", "p2", 1), into("b", "p3", 0), into("b", "p4", 1)) == []
