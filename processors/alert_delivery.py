@@ -93,8 +93,10 @@ def alert_labels(tr: Transition) -> dict[str, str]:
 def alertmanager_alert(tr: Transition, now: float, resend_s: float) -> dict[str, Any]:
     """One element of Alertmanager's ``POST /api/v2/alerts`` body."""
     inst = tr.instance
-    # a resolution's end in the future (event time ahead of the wall clock) would keep it firing until then
-    ends = max(now, tr.since) + 4 * resend_s if tr.state == "firing" else max(tr.since, min(tr.at, now))
+    # Alertmanager judges on its clock: times ahead of it (event time runs ahead in a simulation at speed)
+    # would keep a resolved alert active until then, so they are clamped to now
+    starts = min(tr.since, now)
+    ends = now + 4 * resend_s if tr.state == "firing" else max(starts, min(tr.at, now))
     return {
         "labels": alert_labels(tr),
         "annotations": {
@@ -104,7 +106,7 @@ def alertmanager_alert(tr: Transition, now: float, resend_s: float) -> dict[str,
             "threshold": f"{inst.threshold:g}",
             "seq": str(tr.seq),
         },
-        "startsAt": iso(tr.since),
+        "startsAt": iso(starts),
         "endsAt": iso(ends),
     }
 

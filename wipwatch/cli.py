@@ -419,6 +419,12 @@ def up(
             help="InfluxDB database (default WIPWATCH_INFLUX_DB; with --replay: replay-<file name>)"
         ),
     ] = None,
+    alertmanager: Annotated[
+        Path | None,
+        typer.Option(
+            help="also run Prometheus Alertmanager with this config, e.g. examples/alertmanager.yml"
+        ),
+    ] = None,
 ) -> None:
     """Run the embedded default stack: mosquitto, Kafka, InfluxDB, ingest, processors and a simulator."""
     from wipwatch.ingest import wait_subscribed
@@ -432,6 +438,9 @@ def up(
         settings = settings.with_overrides(influx_db=database)
     ports = Ports(settings.mqtt_port, _port_of(settings.kafka_bootstrap), _port_of(settings.influx_url))
     stack = NativeStack(run / "stack", ports, settings.influx_db)
+    if alertmanager is not None:  # docs/alerts.md; port from WIPWATCH_ALERTMANAGER_URL, else 19093
+        am_port = _port_of(settings.alertmanager_url) if settings.alertmanager_url else 19093
+        stack.alertmanager = (am_port, alertmanager.resolve())
     children = []
     stop_requested = {"signal": 0}
 
@@ -450,6 +459,8 @@ def up(
             "WIPWATCH_INFLUX_URL": stack.influx_url,
             "WIPWATCH_INFLUX_DB": settings.influx_db,
         }
+        if "alertmanager" in stack.children:
+            env["WIPWATCH_ALERTMANAGER_URL"] = stack.children["alertmanager"].address
         logs = run / "logs"
         ingest_child = spawn("ingest", python_module_argv("ingest"), logs, env)
         children.append(ingest_child)
