@@ -15,18 +15,22 @@ every instance's status describes its last transition (``transition_of``), numbe
    before storing recomputes the same transitions from the same events: either way a target gets the same
    identity with the same ``seq`` again, which is idempotent (a retained message replaced by the same
    message, an Alertmanager alert with the same labels and times);
-5. ``heartbeat`` re-posts firing alerts to Alertmanager every ``resend_s`` with ``endsAt`` four periods
-   ahead, as Prometheus does: if the processors stop, Alertmanager resolves the alerts itself.
+5. firing alerts are re-posted to Alertmanager every ``resend_s`` with ``endsAt`` four periods ahead, as
+   Prometheus does: if the processors stop, Alertmanager resolves the alerts itself.
+
+In the processors, ``submit`` hands the transitions to one delivery thread and returns at once, so a slow
+or unreachable Alertmanager or broker never stalls the stream; the thread keeps only the latest
+transition per alert until it can send.
 
 Topics, payloads and labels: docs/alerts.md.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -182,6 +186,11 @@ class AlertDelivery:
         self._firing: dict[str, Transition] = {}
         self._last_resend = 0.0
         self._retry_at = 0.0
+        self._lock = threading.Lock()
+        self._pending: dict[str, Transition] = {}
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     # -- collecting (reads the engines' state: call where the state cannot change underneath)
 
@@ -199,13 +208,15 @@ class AlertDelivery:
                     continue
                 out.append(tr)
                 seen.add(tr.identity)
+        with self._lock:
+            for tr in out:
                 if tr.state == "firing":
                     self._firing[tr.identity] = tr
                 else:
                     self._firing.pop(tr.identity, None)
-        if complete:
-            for identity in set(self._firing) - seen:
-                del self._firing[identity]
+            if complete:
+                for identity in set(self._firing) - seen:
+                    del self._firing[identity]
         return out
 
     # -- sending (blocking I/O: run it in a thread from async code)
@@ -218,12 +229,32 @@ class AlertDelivery:
             self._send_alertmanager([tr for tr in transitions if tr.seq > self.am_seq.get(tr.identity, 0)])
 
     def deliver(self, engines: Iterable[LineEngine], complete: bool = False) -> None:
+        """``collect`` and ``send`` in the caller's thread (blocks until the targets answered)."""
         self.send(self.collect(engines, complete))
 
-    async def deliver_async(self, engines: Iterable[LineEngine], complete: bool = False) -> None:
-        """``collect`` now (the caller holds the state), ``send`` in a thread."""
+    def submit(self, engines: Iterable[LineEngine], complete: bool = False) -> None:
+        """``collect`` now (the caller holds the state); the delivery thread sends. Never blocks on I/O."""
         transitions = self.collect(engines, complete)
-        await asyncio.to_thread(self.send, transitions)
+        with self._lock:
+            for tr in transitions:
+                queued = self._pending.get(tr.identity)
+                if queued is None or queued.seq < tr.seq:
+                    self._pending[tr.identity] = tr
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="alert-delivery", daemon=True)
+                self._thread.start()
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(min(self.resend_s, self.retry_s))
+            self._wake.clear()
+            with self._lock:
+                batch, self._pending = list(self._pending.values()), {}
+            try:
+                self.send(batch)
+            except Exception:  # the thread must outlive any surprise; the next wake retries
+                log.exception("alert delivery failed count=%d", len(batch))
 
     def _send_mqtt(self, due: list[Transition]) -> None:
         if not due or self._mqtt_factory is None:
@@ -255,7 +286,9 @@ class AlertDelivery:
             return
         batch = {tr.identity: tr for tr in due}
         if resend:
-            for identity, tr in self._firing.items():
+            with self._lock:
+                firing = dict(self._firing)
+            for identity, tr in firing.items():
                 batch.setdefault(identity, tr)
         if not batch:
             self._last_resend = now
@@ -273,6 +306,15 @@ class AlertDelivery:
         log.info("alerts delivered target=alertmanager count=%d", len(batch))
 
     def close(self) -> None:
+        """Stop the delivery thread after a last attempt to send what waits, then disconnect."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(self.ack_timeout + 10)
+            with self._lock:
+                batch, self._pending = list(self._pending.values()), {}
+            if batch:
+                self.send(batch)
         if self._mqtt is not None:
             self._mqtt.close()
             self._mqtt = None

@@ -69,6 +69,7 @@ def create_app(settings: Settings, site: Site | None = None, writer: InfluxWrite
     config = dataclasses.replace(config, alert_every_s=site.alerts.evaluate_every, wall_clock_silence=True)
     rules = expand_rules(site)
     alerts = delivery_from_settings(settings)
+    started = time.time()  # a line's silence counts from here at the earliest (records may wait in Kafka)
     datadir = Path(settings.run_dir) / "faust"
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
@@ -207,7 +208,7 @@ def create_app(settings: Settings, site: Site | None = None, writer: InfluxWrite
             stored.append(engine)
         # alerts hook: deliver the stored lines' alert transitions (idempotent by identity and seq)
         if alerts is not None and stored:
-            await alerts.deliver_async(stored)
+            alerts.submit(stored)
 
     @app.agent(events_topic)
     async def process_lines(stream: Any) -> Any:
@@ -271,12 +272,12 @@ def create_app(settings: Settings, site: Site | None = None, writer: InfluxWrite
             }
             now = time.time()
             for engine in owned.values():
-                engine.check_silence(now)
+                engine.check_silence(now, not_before=started)
             silent = {key: engine for key, engine in owned.items() if engine.changes.alerts}
             if silent:
                 await publish(silent)
             if alerts is not None:
-                await alerts.deliver_async(owned.values(), complete=True)
+                alerts.submit(owned.values(), complete=True)
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def _assigned(_app: Any, /, assigned: set[Any], **_kwargs: Any) -> None:

@@ -215,16 +215,23 @@ class AlertEvaluator:
             if transition is not None:
                 out.append(transition)
 
-    def check_silence(self, state: LineState, wall_now: float, out: list[Transition]) -> None:
-        """Judge ``line_silent`` on the wall clock: seconds since ``heard_wall`` (once anything was heard)."""
+    def check_silence(
+        self, state: LineState, wall_now: float, out: list[Transition], not_before: float | None = None
+    ) -> None:
+        """Judge ``line_silent`` on the wall clock: seconds since ``heard_wall`` (once anything was heard).
+
+        ``not_before``: the silence counts from no earlier than this (a restarted worker has not yet read
+        what the line sent while no worker ran).
+        """
         book = state.alerts
         if not self.wall_clock_silence or book.heard_wall is None:
             return
+        heard = book.heard_wall if not_before is None else max(book.heard_wall, not_before)
         for instance in self._silence:
             status = book.status.get(instance.identity)
             if status is None:
                 status = book.status[instance.identity] = AlertStatus()
-            transition = step(instance, status, max(0.0, wall_now - book.heard_wall), wall_now)
+            transition = step(instance, status, max(0.0, wall_now - heard), wall_now)
             if transition is not None:
                 out.append(transition)
 

@@ -230,9 +230,9 @@ class LineEngine:
         """The processors received a record of this line at wall-clock ``wall_now`` (for ``line_silent``)."""
         self.state.alerts.heard_wall = wall_now
 
-    def check_silence(self, wall_now: float) -> None:
+    def check_silence(self, wall_now: float, not_before: float | None = None) -> None:
         """Judge ``line_silent`` rules on the wall clock (the processors' timer; see ``EngineConfig``)."""
-        self.alerts.check_silence(self.state, wall_now, self.changes.alerts)
+        self.alerts.check_silence(self.state, wall_now, self.changes.alerts, not_before)
 
     def _remember(self, event_id: str, t: float) -> None:
         st = self.state

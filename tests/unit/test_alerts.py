@@ -426,3 +426,14 @@ def test_restarts_from_the_stored_state_lose_and_repeat_no_transition(
     seen += [(tr.identity, tr.state, tr.at, tr.seq) for tr in engine.changes.alerts]
     assert sorted(seen) == sorted(_key(run_backtest(site, events, config, per_record=200)))
     assert len(seen) == len(set(seen))
+
+
+def test_wall_clock_silence_counts_from_a_restart_at_the_earliest() -> None:
+    site = site_with({"id": "quiet", "condition": "line_silent", "threshold": 30})
+    config = EngineConfig(alert_every_s=1, wall_clock_silence=True)
+    engine = LineEngine(site.lines[0], "s", config, rules=expand_rules(site))
+    engine.heard(1_000.0)
+    engine.check_silence(2_000.0, not_before=1_990.0)  # restarted at 1990: 10 s, not 1000 s
+    assert engine.changes.alerts == []
+    engine.check_silence(2_021.0, not_before=1_990.0)
+    assert [(tr.state, tr.at, tr.value) for tr in engine.changes.alerts] == [("firing", 2_021.0, 31.0)]
