@@ -392,7 +392,8 @@ def parse_site(data: Any, source: str = "<site>") -> Site:
         for err in exc.errors():
             loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-after")))
             msg = err["msg"].removeprefix("Value error, ")
-            problems.append(f"{_format_loc(loc)}: {msg}")
+            # site-level checks of the alert rules name their own field path (alerts.rules[i]...)
+            problems.append(msg if not loc and msg.startswith("alerts.") else f"{_format_loc(loc)}: {msg}")
         raise SiteFileError(source, problems) from None
 
 

@@ -60,8 +60,9 @@ class AlertStatus(msgspec.Struct, kw_only=True):
 class AlertBook(msgspec.Struct, kw_only=True):
     """The alert part of a line's state (``LineState.alerts``), stored with it in the changelog."""
 
-    #: Index k of the next tick to evaluate, at event time ``k * evaluate_every``.
+    #: Index k of the next tick to evaluate, at event time ``k * every``.
     next_tick: int | None = None
+    every: float = 0.0
     status: dict[str, AlertStatus] = msgspec.field(default_factory=dict)
     #: Events applied or rejected as duplicates, and data-quality findings counted at ticks so far.
     events: int = 0
@@ -169,6 +170,15 @@ class AlertEvaluator:
         """The line's first event is at ``t``: the first tick is the first multiple at or after it."""
         if book.next_tick is None:
             book.next_tick = math.ceil(t / self.every)
+            book.every = self.every
+
+    def attach(self, state: LineState) -> None:
+        """Take over a stored state: one stored before alerts existed, or with another evaluation step
+        (the site file changed), goes on from the line's clock."""
+        book = state.alerts
+        if state.released is not None and (book.next_tick is None or book.every != self.every):
+            book.next_tick = None
+            self.start(book, math.nextafter(state.released, math.inf))
 
     def due(self, book: AlertBook) -> float:
         """Event time of the next tick: an event after it makes ``until`` evaluate (inf before the start)."""

@@ -163,6 +163,7 @@ class LineEngine:
             line.demand_per_hour,
             config.wall_clock_silence,
         )
+        self.alerts.attach(self.state)
         self._alert_due = self.alerts.due(self.state.alerts)
 
     @classmethod

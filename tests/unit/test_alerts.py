@@ -344,7 +344,10 @@ def test_a_declared_rule_replaces_the_default_of_the_same_id() -> None:
         ({"id": "a", "condition": "under_production", "threshold": 0.9, "clear": 0.5}, "must be at or above"),
         ({"id": "a", "condition": "nope"}, "alerts.rules[0].condition: Input should be"),
         ({"id": "a", "condition": "wip_over_cap", "for": -1}, "alerts.rules[0].for: Input should be greater"),
-        ({"id": "a", "condition": "wip_over_cap", "scope": {"line": "x"}}, "scope.line: unknown line 'x'"),
+        (
+            {"id": "a", "condition": "wip_over_cap", "scope": {"line": "x"}},
+            ": alerts.rules[0].scope.line: unknown",
+        ),
         ({"id": "a", "condition": "wip_over_cap", "scope": {"location": "x"}}, "unknown location 'x'"),
         (
             {"id": "a", "condition": "wip_over_cap", "labels": {"site": "x"}},
@@ -437,3 +440,22 @@ def test_wall_clock_silence_counts_from_a_restart_at_the_earliest() -> None:
     assert engine.changes.alerts == []
     engine.check_silence(2_021.0, not_before=1_990.0)
     assert [(tr.state, tr.at, tr.value) for tr in engine.changes.alerts] == [("firing", 2_021.0, 31.0)]
+
+
+def test_a_state_stored_before_alerts_or_with_another_step_goes_on_evaluating() -> None:
+    site = site_with({"id": "cap", "condition": "wip_over_cap"})
+    line = site.lines[0]
+    rules = expand_rules(site)
+    old = LineEngine(line, "s", EngineConfig(alert_every_s=1), rules=rules)
+    old.offer(fill([0, 1, 2]), 0, 0)
+    old.release(everything=True)
+    # a state from before alerts: no tick position; another step: the stored position means other times
+    old.state.alerts.next_tick, old.state.alerts.every = None, 0.0
+    for every in (1.0, 10.0):
+        engine = LineEngine.load(line, "s", EngineConfig(alert_every_s=every), old.dump(), rules)
+        engine.offer([state("m", "idle", 25)], 0, 1)
+        engine.release(everything=True)
+        # ticks from the line's clock (t=2) on: the first after it fires, WIP 3 > 2
+        assert [(tr.state, tr.at - BASE) for tr in engine.changes.alerts] == [
+            ("firing", 3 if every == 1 else 10)
+        ]
