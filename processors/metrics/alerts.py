@@ -268,7 +268,8 @@ class AlertEvaluator:
         if cond == Condition.STATION_BLOCKED:
             return 1.0 if loc.clock is not None and loc.clock.category == "blocked" else 0.0
         if cond == Condition.NEW_BOTTLENECK:
-            return 1.0 if state.bottleneck.momentary(t) == instance.location else 0.0
+            # the live signal, alone: the station's running active period is the longest, without a tie
+            return 1.0 if state.bottleneck.longest_running(t) == {instance.location} else 0.0
         raise ValueError(f"unknown condition {cond!r}")
 
     def _production(self, state: LineState, cond: str, t: float) -> float | None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from wipwatch.alert_rules import RuleInstance
-from wipwatch.events import Event, PartIn, PartOut, StationState
+from wipwatch.events import ACTIVE_STATES, Event, PartIn, PartOut, StationState
 from wipwatch.processors.metrics.alerts import AlertBook, AlertEvaluator, Transition
 from wipwatch.processors.metrics.bottleneck import ActivePeriods
 from wipwatch.processors.metrics.flow_time import FlowTimeSketch, Residents
@@ -33,8 +33,6 @@ from wipwatch.processors.metrics.station_state import StationClock
 from wipwatch.processors.metrics.throughput import Throughput
 from wipwatch.site import Line, LocationKind
 
-#: Station states during which a station is active in the active-period method (Roser).
-ACTIVE_STATES = frozenset({"working", "changeover", "down"})
 #: The location tag of data-quality points for events naming a location the site file does not have.
 UNKNOWN_LOCATION = "_unknown"
 _FORGET_CHUNK = 256
@@ -47,6 +45,7 @@ class EngineConfig:
     lateness_s: float = 5.0
     throughput_window_s: float = 3600.0
     growth_window_s: float = 900.0
+    bottleneck_window_s: float = 3600.0
     dedup_horizon_s: float = 3600.0
     dedup_max_ids: int = 20_000
     #: Event-time seconds between alert evaluations (the site file's ``alerts.evaluate_every``).
@@ -55,7 +54,7 @@ class EngineConfig:
     wall_clock_silence: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("throughput_window_s", "growth_window_s", "alert_every_s"):
+        for name in ("throughput_window_s", "growth_window_s", "bottleneck_window_s", "alert_every_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         for name in ("lateness_s", "dedup_horizon_s"):
@@ -142,7 +141,10 @@ class LineEngine:
         self.line = line
         self.config = config
         self.state = state or LineState(
-            site=site_id, line=line.id, shipped=Throughput(window_s=config.throughput_window_s)
+            site=site_id,
+            line=line.id,
+            shipped=Throughput(window_s=config.throughput_window_s),
+            bottleneck=ActivePeriods(window_s=config.bottleneck_window_s),
         )
         for loc in line.locations:
             if loc.id not in self.state.locations:
