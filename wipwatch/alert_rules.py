@@ -208,9 +208,12 @@ def alert_identity(rule: str, site: str, line: str, location: str) -> str:
 
 
 def alert_topic(site: str, line: str, rule: str, location: str) -> str:
-    """``wipwatch/alerts/<site>/<line>/<rule>[/<location>]``: the retained state of one alert."""
-    base = f"wipwatch/alerts/{site}/{line}/{rule}"
-    return base if location == LINE_SCOPE else f"{base}/{location}"
+    """``wipwatch/alerts/<site>/<line>/<rule>/<location>``: the retained state of one alert.
+
+    A line alert's location level is ``_line``: every alert topic has six levels, so the five-level event
+    filter ``wipwatch/+/+/+/+`` (ingest, ``wipwatch record``) never matches one.
+    """
+    return f"wipwatch/alerts/{site}/{line}/{rule}/{location}"
 
 
 def _default_clear(threshold: float, below: bool) -> float:

@@ -147,7 +147,7 @@ def test_caps_broken_fire_and_resolve_everywhere(
         for topic, payload in state.items():
             alert = json.loads(payload)
             episode = active[alert["identity"]]
-            assert topic.endswith(f"/{episode.rule}/{episode.location}") or episode.location == "_line"
+            assert topic == f"wipwatch/alerts/{site.site}/{episode.line}/{episode.rule}/{episode.location}"
             assert alert["since"] == datetime.fromtimestamp(episode.start, UTC).isoformat(
                 timespec="milliseconds"
             ).replace("+00:00", "Z")

@@ -291,7 +291,7 @@ def test_identity_and_topic_are_stable() -> None:
     assert alert_identity("cap", "s", "l", "q") == alert_identity("cap", "s", "l", "q")
     assert alert_identity("cap", "s", "l", "q") != alert_identity("cap", "s", "l", "q2")
     assert alert_topic("s", "l", "cap", "q") == "wipwatch/alerts/s/l/cap/q"
-    assert alert_topic("s", "l", "silent", LINE_SCOPE) == "wipwatch/alerts/s/l/silent"
+    assert alert_topic("s", "l", "silent", LINE_SCOPE) == "wipwatch/alerts/s/l/silent/_line"
 
 
 def test_defaults_follow_caps_demand_and_stations() -> None:
