@@ -19,6 +19,7 @@ lateness when a line goes quiet.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -29,10 +30,12 @@ import faust
 from aiokafka.errors import IllegalStateError
 from faust.types import TP
 
+from wipwatch.alert_rules import expand_rules
 from wipwatch.errors import EventError
 from wipwatch.events import decode_record
 from wipwatch.influx import InfluxTarget, InfluxWriter
 from wipwatch.kafka import ensure_event_topics
+from wipwatch.processors.alert_delivery import delivery_from_settings
 from wipwatch.processors.exactly_once import Decision, ExactlyOnce, checkpoint_key, encode_checkpoint
 from wipwatch.processors.metrics.line_state import EngineConfig, LineEngine
 from wipwatch.processors.points import line_points, quality_points
@@ -78,6 +81,11 @@ def create_app(settings: Settings, site: Site | None = None, writer: InfluxWrite
     """Build the Faust app for ``settings``; ``writer`` defaults to one for the configured InfluxDB."""
     site = site or load_site(settings.site_file)
     config = engine_config(settings)
+    # alerts (docs/alerts.md): the site's rules evaluated by each line's engine, delivered after storing state
+    config = dataclasses.replace(config, alert_every_s=site.alerts.evaluate_every, wall_clock_silence=True)
+    rules = expand_rules(site)
+    alerts = delivery_from_settings(settings)
+    started = time.time()  # a line's silence counts from here at the earliest (records may wait in Kafka)
     datadir = Path(settings.run_dir) / "faust"
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
@@ -146,7 +154,9 @@ def create_app(settings: Settings, site: Site | None = None, writer: InfluxWrite
         line = site.line(line_id)
         log.info("owns line=%s loaded=%s", line_id, blob is not None)
         engine = (
-            LineEngine.load(line, site.site, config, blob) if blob else LineEngine(line, site.site, config)
+            LineEngine.load(line, site.site, config, blob, rules)
+            if blob
+            else LineEngine(line, site.site, config, rules=rules)
         )
         cache[key] = _Cached(engine, blob, time.monotonic())
         return engine
@@ -223,6 +233,7 @@ def create_app(settings: Settings, site: Site | None = None, writer: InfluxWrite
             writer.write(lines)
             await asyncio.to_thread(writer.flush)
         owned = assigned_partitions()
+        stored = []
         lost: set[int] = set()
         for key, engine in touched.items():
             if engine.state.partition not in owned:
@@ -236,12 +247,16 @@ def create_app(settings: Settings, site: Site | None = None, writer: InfluxWrite
             table.data[key] = blob
             table.send_changelog(engine.state.partition, key, blob)
             cache[key].blob = blob
+            stored.append(engine)
         # after the states, on the same changelog partitions: the log keeps this order
         for partition, offset in checkpoints.items():
             if partition in owned and partition not in lost:
                 key, blob = checkpoint_key(partition), encode_checkpoint(offset)
                 table.data[key] = blob
                 table.send_changelog(partition, key, blob)
+        # alerts hook: deliver the stored lines' alert transitions (idempotent by identity and seq)
+        if alerts is not None and stored:
+            alerts.submit(stored)
 
     @app.agent(events_topic)
     async def process_lines(stream: Any) -> Any:
@@ -273,6 +288,7 @@ def create_app(settings: Settings, site: Site | None = None, writer: InfluxWrite
                             if engine.offer(events, partition, offset, received_at):
                                 touched[key] = engine
                                 cache[key].last_seen = time.monotonic()
+                                engine.heard(time.time())  # alerts: line_silent is judged on the wall clock
                     progress.handled(partition, offset)
                 for engine in touched.values():
                     engine.release()
@@ -299,6 +315,25 @@ def create_app(settings: Settings, site: Site | None = None, writer: InfluxWrite
             if touched:
                 await publish(touched, {})
 
+    @app.timer(interval=settings.alerts_check_s)  # type: ignore[untyped-decorator]
+    async def alert_clock() -> None:
+        """Alerts on the wall clock: silent lines, and the periodic re-post to Alertmanager."""
+        async with lock:
+            assigned = assigned_partitions()
+            owned = {
+                key: cached.engine
+                for key, cached in cache.items()
+                if cached.engine.state.partition in assigned and cached.blob is table.data.get(key)
+            }
+            now = time.time()
+            for engine in owned.values():
+                engine.check_silence(now, not_before=started)
+            silent = {key: engine for key, engine in owned.items() if engine.changes.alerts}
+            if silent:
+                await publish(silent, {})
+            if alerts is not None:
+                alerts.submit(owned.values(), complete=True)
+
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def _assigned(_app: Any, /, assigned: set[Any], **_kwargs: Any) -> None:
         mine = sorted(tp.partition for tp in assigned if tp.topic == settings.events_topic)
@@ -310,6 +345,8 @@ def create_app(settings: Settings, site: Site | None = None, writer: InfluxWrite
     def _flush(_app: Any, /, *_args: Any, signal: Any, **_kwargs: Any) -> None:
         if state["writer"] is not None:
             state["writer"].close()
+        if alerts is not None:
+            alerts.close()
 
     return app
 

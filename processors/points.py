@@ -26,11 +26,11 @@ def _us(t: float) -> int:
 
 
 def line_points(engine: LineEngine) -> list[str]:
-    """Every measurement of every location of the line, at its event-time clock."""
+    """Every measurement of every location of the line, at its event-time clock, and its alert transitions."""
     st = engine.state
     now = st.released
     if now is None:
-        return []
+        return alert_points(engine)
     t_us = _us(now)
     base = {"site": st.site, "line": st.line}
     demand = engine.line.demand_per_hour
@@ -90,6 +90,7 @@ def line_points(engine: LineEngine) -> list[str]:
         "parts": st.on_line.count(),
     }
     out.append(line("flow_time", line_tags, {k: v for k, v in flow.items() if v is not None}, t_us))
+    out += alert_points(engine)
     hours = elapsed / 3600
     if hours > 0:
         law = littles_law_s(wip_hours / hours, st.shipped.total / hours)
@@ -102,6 +103,36 @@ def line_points(engine: LineEngine) -> list[str]:
             "avg_wip": wip_hours / hours,
         }
         out.append(line("lead_time", base, {k: v for k, v in fields_lt.items() if v is not None}, t_us))
+    return out
+
+
+def alert_points(engine: LineEngine) -> list[str]:
+    """``alerts`` points: one per transition of this batch, at the transition's time (docs/alerts.md).
+
+    ``firing`` is 1 when the alert fired, 0 when it resolved; the latest point of a series is the alert's
+    state. Tags: site, line, location (``_line`` for line alerts), rule, severity.
+    """
+    out = []
+    for tr in engine.changes.alerts:
+        inst = tr.instance
+        tags = {
+            "site": inst.site,
+            "line": inst.line,
+            "location": inst.location,
+            "rule": inst.rule,
+            "severity": inst.severity,
+        }
+        fields: dict[str, float | int | str] = {
+            "firing": int(tr.state == "firing"),
+            "value": tr.value,
+            "threshold": inst.threshold,
+            "seq": tr.seq,
+            "duration_s": tr.at - tr.since,
+            "identity": inst.identity,
+            "condition": inst.condition,
+            "summary": inst.summary,
+        }
+        out.append(line("alerts", tags, fields, _us(tr.at)))
     return out
 
 

@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from wipwatch.alerts_cli import alerts_app
 from wipwatch.errors import ServiceError, WipwatchError
 from wipwatch.settings import Settings, load_settings
 from wipwatch.site import load_site
@@ -315,19 +316,27 @@ dashboards_app = typer.Typer(
     no_args_is_help=True, help="Grafana dashboards as code: export their JSON, publish them to a Grafana."
 )
 app.add_typer(dashboards_app, name="dashboards")
+app.add_typer(alerts_app, name="alerts")
 
 
 @dashboards_app.command("export")
 def dashboards_export(
     directory: Annotated[Path, typer.Argument(help="write <uid>.json files here")],
     site: SiteOpt = None,
+    alerting: Annotated[
+        Path | None,
+        typer.Option(help="also write Grafana alert-rule provisioning YAML of the site's rules here"),
+    ] = None,
 ) -> None:
     """Write every dashboard as Grafana JSON (what provisioning loads)."""
+    from wipwatch.dashboards.alerting import export_alerting
     from wipwatch.dashboards.export import export
 
     settings = load_settings(site_file=site)
     for path in export(load_site(settings.site_file), directory):
         console.print(f"wrote {path}")
+    if alerting is not None:
+        console.print(f"wrote {export_alerting(load_site(settings.site_file), alerting)}")
 
 
 @dashboards_app.command("publish")
@@ -413,6 +422,12 @@ def up(
             help="InfluxDB database (default WIPWATCH_INFLUX_DB; with --replay: replay-<file name>)"
         ),
     ] = None,
+    alertmanager: Annotated[
+        Path | None,
+        typer.Option(
+            help="also run Prometheus Alertmanager with this config, e.g. examples/alertmanager.yml"
+        ),
+    ] = None,
 ) -> None:
     """Run the embedded default stack: mosquitto, Kafka, InfluxDB, ingest, processors and a simulator.
 
@@ -432,6 +447,9 @@ def up(
         settings = settings.with_overrides(influx_db=database)
     ports = Ports(settings.mqtt_port, _port_of(settings.kafka_bootstrap), _port_of(settings.influx_url))
     stack = NativeStack(run / "stack", ports, settings.influx_db)
+    if alertmanager is not None:  # docs/alerts.md; port from WIPWATCH_ALERTMANAGER_URL, else 19093
+        am_port = _port_of(settings.alertmanager_url) if settings.alertmanager_url else 19093
+        stack.alertmanager = (am_port, alertmanager.resolve())
     supervisor = Supervisor(run / "logs", status_file=run / "status" / "up.json")
     stop_requested = {"signal": 0}
     failure: str | None = None
@@ -451,6 +469,8 @@ def up(
             "WIPWATCH_INFLUX_URL": stack.influx_url,
             "WIPWATCH_INFLUX_DB": settings.influx_db,
         }
+        if "alertmanager" in stack.children:
+            env["WIPWATCH_ALERTMANAGER_URL"] = stack.children["alertmanager"].address
         simulating = replay_file is None and not no_simulator
         if simulating and (real_speed is None or real_speed > 1):
             # a simulation faster than the clock runs ahead of it on purpose (docs/events.md)

@@ -55,14 +55,14 @@ class MqttPublisher:
     def __call__(self, event: Event) -> None:
         self.publish(topic_for(event), encode_event(event))
 
-    def publish(self, topic: str, payload: bytes) -> None:
+    def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
         with self._cond:
             while self._outstanding >= self._max:
                 self._cond.wait(1.0)
             self._outstanding += 1
         if self.qos == 0:
             self._on_publish()
-        self._client.publish(topic, payload, qos=self.qos)
+        self._client.publish(topic, payload, qos=self.qos, retain=retain)
         self.published += 1
 
     def drain(self, timeout: float = 60.0) -> bool:

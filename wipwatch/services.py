@@ -423,6 +423,8 @@ class NativeStack:
     database: str = "wipwatch"
     kafka_external: str | None = None
     children: dict[str, ChildProcess] = field(default_factory=dict)
+    #: Optional Prometheus Alertmanager: (port, config file); started after the others.
+    alertmanager: tuple[int, Path] | None = None
 
     @property
     def mqtt_port(self) -> int:
@@ -444,6 +446,9 @@ class NativeStack:
         }
         if self.kafka_external:
             del starters["kafka"]
+        alertmanager = self.alertmanager
+        if alertmanager is not None:
+            starters["alertmanager"] = lambda: start_alertmanager(self.run_dir, *alertmanager)
         return starters
 
     def start(self) -> NativeStack:
@@ -490,3 +495,37 @@ class NativeStack:
 def python_module_argv(*args: str) -> list[str]:
     """argv that runs the wipwatch CLI with this interpreter (children of ``wipwatch up`` and tests)."""
     return [sys.executable, "-m", "wipwatch", *args]
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def start_alertmanager(run_dir: Path, port: int, config: Path) -> ChildProcess:
+    """Prometheus Alertmanager with ``config`` (routes, receivers), its silences and state in the run
+    directory, no cluster gossip port; ready when ``/-/ready`` answers."""
+    if not config.is_file():
+        raise ServiceError(f"Alertmanager config {config} not found (see examples/alertmanager.yml)")
+    data = run_dir / "alertmanager"
+    data.mkdir(parents=True, exist_ok=True)
+    binary = _find_binary(
+        "prometheus-alertmanager",
+        "install it with `apt-get install prometheus-alertmanager` (make setup does)",
+    )
+    argv = [
+        binary,
+        f"--config.file={config}",
+        f"--storage.path={data}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",
+        "--log.level=warn",
+    ]
+    child = spawn("alertmanager", argv, run_dir / "logs")
+    url = f"http://127.0.0.1:{port}"
+    wait_until(child, lambda: _http_ok(f"{url}/-/ready"))
+    child.address = url
+    return child

@@ -74,6 +74,13 @@ class Settings(BaseSettings):
     #: Kafka consumer-group session timeout: how soon a dead worker's partitions move to the others.
     processor_session_timeout_s: float = Field(10.0, ge=6, le=300)
 
+    #: Alert delivery (docs/alerts.md): Alertmanager's URL (empty: none), retained MQTT state on or off,
+    #: seconds between re-posts of firing alerts, wall seconds between checks of silent lines.
+    alertmanager_url: str = ""
+    alerts_mqtt: bool = True
+    alerts_resend_s: float = Field(60.0, gt=0)
+    alerts_check_s: float = Field(5.0, gt=0)
+
     #: The built-in live board (``wipwatch board``): where it listens and how often it pushes a snapshot.
     board_host: str = "127.0.0.1"
     board_port: int = Field(18088, ge=1, le=65535)

@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, get_args
 
 import msgspec
 
+from wipwatch.alert_rules import RuleInstance
 from wipwatch.events import (
     ACTIVE_STATES,
     EARLIEST_TS,
@@ -44,6 +45,7 @@ from wipwatch.events import (
     StationState,
     StationStateName,
 )
+from wipwatch.processors.metrics.alerts import AlertBook, AlertEvaluator, Transition
 from wipwatch.processors.metrics.bottleneck import ActivePeriods
 from wipwatch.processors.metrics.flow_time import FlowTimeSketch, Residents
 from wipwatch.processors.metrics.holding_cost import HoldingCost
@@ -88,6 +90,10 @@ class EngineConfig:
     bottleneck_window_s: float = 3600.0
     dedup_horizon_s: float = 3600.0
     dedup_max_ids: int = 20_000
+    #: Event-time seconds between alert evaluations (the site file's ``alerts.evaluate_every``).
+    alert_every_s: float = 10.0
+    #: Judge ``line_silent`` on the wall clock (the live processors) instead of event time (backtests).
+    wall_clock_silence: bool = False
     #: Seconds an event time may be after its Kafka record's timestamp (``WIPWATCH_MAX_CLOCK_AHEAD_S``).
     max_ahead_s: float = math.inf
 
@@ -97,7 +103,7 @@ class EngineConfig:
         return max(self.dedup_horizon_s, self.lateness_s)
 
     def __post_init__(self) -> None:
-        for name in ("throughput_window_s", "growth_window_s", "bottleneck_window_s"):
+        for name in ("throughput_window_s", "growth_window_s", "bottleneck_window_s", "alert_every_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         for name in ("lateness_s", "dedup_horizon_s"):
@@ -142,6 +148,7 @@ class LineState(msgspec.Struct, kw_only=True):
     bottleneck: ActivePeriods = msgspec.field(default_factory=ActivePeriods)
     locations: dict[str, LocationState] = msgspec.field(default_factory=dict)
     quality: dict[str, int] = msgspec.field(default_factory=dict)
+    alerts: AlertBook = msgspec.field(default_factory=AlertBook)
 
 
 @dataclass(frozen=True)
@@ -155,14 +162,16 @@ class Issue:
 
 @dataclass
 class Changes:
-    """What a call changed, for the InfluxDB points: locations touched and data-quality findings."""
+    """What a call changed: locations touched, data-quality findings and alert transitions."""
 
     locations: set[str] = field(default_factory=set)
     issues: list[Issue] = field(default_factory=list)
+    alerts: list[Transition] = field(default_factory=list)
 
     def clear(self) -> None:
         self.locations.clear()
         self.issues.clear()
+        self.alerts.clear()
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -173,7 +182,12 @@ class LineEngine:
     """Applies one line's events to its ``LineState`` in event-time order (pure: no Kafka, no I/O)."""
 
     def __init__(
-        self, line: Line, site_id: str, config: EngineConfig, state: LineState | None = None
+        self,
+        line: Line,
+        site_id: str,
+        config: EngineConfig,
+        state: LineState | None = None,
+        rules: Sequence[RuleInstance] = (),
     ) -> None:
         self.line = line
         self.config = config
@@ -196,11 +210,26 @@ class LineEngine:
         self._exits = frozenset(loc.id for loc in line.locations if not line.successors(loc.id))
         self._ids = set(self.state.recent_ids)
         self.changes = Changes()
+        self.alerts = AlertEvaluator(
+            [r for r in rules if r.line == line.id],
+            config.alert_every_s,
+            line.demand_per_hour,
+            config.wall_clock_silence,
+        )
+        self.alerts.attach(self.state)
+        self._alert_due = self.alerts.due(self.state.alerts)
 
     @classmethod
-    def load(cls, line: Line, site_id: str, config: EngineConfig, blob: bytes) -> LineEngine:
+    def load(
+        cls,
+        line: Line,
+        site_id: str,
+        config: EngineConfig,
+        blob: bytes,
+        rules: Sequence[RuleInstance] = (),
+    ) -> LineEngine:
         """Rebuild an engine from ``dump``'s bytes (after a restart, from the changelog)."""
-        return cls(line, site_id, config, _decoder.decode(blob))
+        return cls(line, site_id, config, _decoder.decode(blob), rules)
 
     def dump(self) -> bytes:
         return _encoder.encode(self.state)
@@ -270,6 +299,19 @@ class LineEngine:
                 continue
             applied += 1
         return applied
+
+    def finish_alerts(self) -> None:
+        """Evaluate the alert ticks up to the last event applied (a backtest's end; live: the next event)."""
+        self.alerts.finish(self.state, self.changes.alerts)
+        self._alert_due = self.alerts.due(self.state.alerts)
+
+    def heard(self, wall_now: float) -> None:
+        """The processors received a record of this line at wall-clock ``wall_now`` (for ``line_silent``)."""
+        self.state.alerts.heard_wall = wall_now
+
+    def check_silence(self, wall_now: float, not_before: float | None = None) -> None:
+        """Judge ``line_silent`` rules on the wall clock (the processors' timer; see ``EngineConfig``)."""
+        self.alerts.check_silence(self.state, wall_now, self.changes.alerts, not_before)
 
     def _apply_guarded(self, event: Event, t: float) -> bool:
         """Apply ``event`` at ``t``; if that raises, count ``internal`` instead: never retried, so no
@@ -355,6 +397,8 @@ class LineEngine:
         where = location if isinstance(location, str) and known else UNKNOWN_LOCATION
         self.state.quality[reason] = self.state.quality.get(reason, 0) + 1
         self.changes.issues.append(Issue(where, reason, t))
+        if self.alerts.dq_window:
+            self.state.alerts.issue_times.append(t)
 
     def _apply(self, event: Event, t: float) -> None:
         st = self.state
@@ -363,7 +407,13 @@ class LineEngine:
             st.shipped.start(t)
             for each in st.locations.values():
                 each.departures.start(t)
+            self.alerts.start(st.alerts, t)
+            self._alert_due = self.alerts.due(st.alerts)
+        elif t > self._alert_due:
+            self.alerts.until(st, t, self.changes.alerts)
+            self._alert_due = self.alerts.due(st.alerts)
         st.released = t
+        st.alerts.events += 1
         loc = st.locations[event.location]
         if isinstance(event, PartIn):
             # a part already here starts its stay again (Residents): WIP moves by the difference only
