@@ -1,10 +1,14 @@
-"""Recording file formats: wipwatch's own gzip JSON lines, mqtt-recorder CSV, ``mosquitto_sub -F %j`` JSON
-lines and the simulator's ``--dry-run`` JSON lines.
+"""Recording file formats: the one definition every wipwatch writer and reader uses (docs/record-replay.md).
+
+``wipwatch record`` and ``wipwatch simulate --dry-run`` write through :class:`RecordingWriter`; ``replay``,
+``up --replay`` and the tests read through :class:`RecordingReader`. Whatever one writes, the other reads
+back with the same topic, payload, QoS, retain flag and time (to the microsecond).
 
 Reading detects the format from the content (gzip by its magic bytes, then the first record), never from
-the file name. A damaged file (cut mid-line, cut gzip stream, a line that is not JSON) yields every valid
-message and lists what it skipped with line numbers in :attr:`RecordingReader.skipped`; it never raises
-for one bad line. Only a file whose format cannot be recognised at all raises :class:`RecordingError`.
+the file name. A damaged file (cut mid-line, cut gzip stream, a line that is not a valid record) yields
+every valid message and lists what it skipped with line numbers in :attr:`RecordingReader.skipped`; it
+never raises for one bad line, and never drops one without listing it. Only a file whose format cannot be
+recognised at all raises :class:`RecordingError`.
 
 Formats, one message per line:
 
@@ -15,7 +19,12 @@ Formats, one message per line:
   ``True``/``False``, ``time`` unix seconds, ``delta`` seconds since the previous message.
 - ``jsonl``: ``mosquitto_sub -F %j``: ``{"tst": "2026-11-25T06:00:00.123456Z+0000", "topic": ..., "qos": 1,
   "retain": 0, "payloadlen": N, "payload": "<text>"}`` (``%J`` embeds JSON payloads unquoted; read too).
-- ``dry-run``: ``wipwatch simulate --dry-run``: ``{"topic": ..., "qos": 1, "payload": "<text>"}``, no time.
+  ``tst`` is read with or without fractional seconds and in any ISO 8601 offset form.
+- ``dry-run`` (read only): ``{"topic": ..., "qos": 1, "payload": "<text>"}`` without a time, what
+  ``simulate --dry-run`` wrote before it wrote ``jsonl``.
+
+A simulated event's time is its event time (:func:`event_message`), so a dry run replays paced like a
+live recording.
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ from typing import IO, Any, Final, Literal
 import msgspec
 
 from wipwatch.errors import RecordingError
+from wipwatch.events import Event, encode_event, topic_for
 
 log = logging.getLogger(__name__)
 
@@ -272,11 +282,28 @@ def _skip_once(parse: Any) -> Any:
     return parse_after_header
 
 
-def parse_mosquitto_time(tst: str) -> float:
-    """mosquitto_sub's ``tst`` (``2026-11-25T06:00:00.123456Z+0000`` or ``...+0100``) → unix seconds."""
+def parse_mosquitto_time(tst: Any) -> float:
+    """mosquitto_sub's ``tst`` (``2026-11-25T06:00:00.123456Z+0000``, ``...+0100``) → unix seconds.
+
+    Fractional seconds are optional (any number of digits), and any ISO 8601 offset form is accepted
+    (``Z``, ``+00:00``, ``+0000``); a time without an offset is an error, as its instant is unknown.
+
+    Raises:
+        ValueError: not a string, not ISO 8601, or no offset.
+    """
+    if not isinstance(tst, str):
+        raise ValueError(f"tst {tst!r} is not a string")
     # mosquitto prints a literal 'Z' before the numeric offset when the offset is UTC
-    text = tst.replace("Z+0000", "+0000").replace("Z", "+0000") if "Z" in tst else tst
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
+    text = tst.replace("Z+", "+").replace("Z-", "-")
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"tst {tst!r} is not an ISO 8601 time like 2026-11-25T06:00:00.123456Z+0000"
+        ) from None
+    if moment.tzinfo is None:
+        raise ValueError(f"tst {tst!r} has no UTC offset")
+    return moment.timestamp()
 
 
 def _parse_mosquitto(text: bytes, _state: list[str]) -> Message:
@@ -321,11 +348,19 @@ def read_recording(path: Path) -> RecordingReader:
 # ---------------------------------------------------------------- writing
 
 
+def event_message(event: Event) -> Message:
+    """The message an event is published as (its topic, v1 JSON, QoS 1), stamped with its event time."""
+    return Message(topic_for(event), encode_event(event), 1, False, event.timestamp)
+
+
 class RecordingWriter:
     """Append messages to a recording file in one of :data:`WRITE_FORMATS`.
 
     ``native`` is gzip-compressed; ``flush()`` ends a compressed block (``Z_SYNC_FLUSH``) so everything
-    written before it can be read back even if the process is killed afterwards.
+    written before it can be read back even if the process is killed afterwards. ``jsonl`` stores a
+    payload that is not UTF-8 as ``payload_b64``; ``csv`` cannot, and counts such messages in ``lossy``.
+    Calling the writer with an event (an event sink, like ``MqttPublisher``) writes
+    :func:`event_message` of it: that is ``simulate --dry-run``.
     """
 
     def __init__(self, path: Path, fmt: str = "native") -> None:
@@ -334,6 +369,7 @@ class RecordingWriter:
         self.path = Path(path)
         self.format = fmt
         self.messages = 0
+        self.lossy = 0
         self._previous: float | None = None
         try:
             self._file: IO[bytes] = open(self.path, "wb")  # noqa: SIM115 - owned until close()
@@ -355,6 +391,9 @@ class RecordingWriter:
         """Bytes on disk so far (compressed for ``native``; exact after ``flush``)."""
         return self._file.tell()
 
+    def __call__(self, event: Event) -> None:
+        self.write(event_message(event))
+
     def write(self, message: Message) -> None:
         received = message.time if message.time is not None else time.time()
         if self.format == "native":
@@ -370,10 +409,15 @@ class RecordingWriter:
             line = self._encoder.encode(_mosquitto_record(message, received)) + b"\n"
         else:
             delta = 0.0 if self._previous is None else received - self._previous
+            try:
+                text = message.payload.decode("utf-8")
+            except UnicodeDecodeError:
+                self.lossy += 1
+                text = message.payload.decode("utf-8", errors="replace")
             self._csv.writerow(
                 [
                     message.topic,
-                    message.payload.decode("utf-8", errors="replace"),
+                    text,
                     message.qos,
                     message.retain,
                     received,
@@ -407,12 +451,17 @@ class RecordingWriter:
 def _mosquitto_record(message: Message, received: float) -> dict[str, Any]:
     stamp = datetime.fromtimestamp(received).astimezone()
     offset = stamp.strftime("%z")
+    # always six fractional digits, as mosquitto_sub prints them, whole seconds included
     tst = stamp.strftime("%Y-%m-%dT%H:%M:%S.%f") + ("Z" if offset == "+0000" else "") + offset
-    return {
+    record: dict[str, Any] = {
         "tst": tst,
         "topic": message.topic,
         "qos": message.qos,
         "retain": int(message.retain),
         "payloadlen": len(message.payload),
-        "payload": message.payload.decode("utf-8", errors="replace"),
     }
+    try:
+        record["payload"] = message.payload.decode("utf-8")
+    except UnicodeDecodeError:
+        record["payload_b64"] = base64.b64encode(message.payload).decode()
+    return record

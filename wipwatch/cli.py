@@ -97,10 +97,14 @@ def simulate(
     truth: Annotated[Path | None, typer.Option(help="write the ground truth here as JSON")] = None,
     dry_run: Annotated[
         Path | None,
-        typer.Option(
-            "--dry-run", help="write events to this JSON-lines file (mosquitto_sub -F %j style), not MQTT"
-        ),
+        typer.Option("--dry-run", help="write events to this recording file (see --format), not MQTT"),
     ] = None,
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format", help="--dry-run file format: jsonl (mosquitto_sub -F %j), native (gzip) or csv"
+        ),
+    ] = "jsonl",
     mqtt_port: Annotated[int | None, typer.Option(help="MQTT broker port")] = None,
 ) -> None:
     """Drive parts through the site's lines and publish their movements over MQTT (or to a file)."""
@@ -125,9 +129,12 @@ def simulate(
         raise typer.BadParameter("--dry-run needs --duration (a file cannot take events forever)")
     real_speed = None if dry_run is not None else parse_speed(speed)
     if dry_run is not None:
-        from wipwatch.simulators.recording import JsonLinesSink
+        from wipwatch.recorder.formats import WRITE_FORMATS, RecordingWriter
 
-        sink: Any = JsonLinesSink(dry_run)
+        if fmt not in WRITE_FORMATS:
+            raise typer.BadParameter(f"--format must be one of {', '.join(WRITE_FORMATS)}, got {fmt!r}")
+        # the recorder's own writer: a dry run is a recording every wipwatch command reads back
+        sink: Any = RecordingWriter(dry_run, fmt)
     else:
         from wipwatch.mqtt import MqttPublisher
 
@@ -489,6 +496,9 @@ def up(
 
 # ---------------------------------------------------------------- record / replay (issue #7)
 
+#: Skipped lines listed one by one at the end of a replay; the rest are counted.
+_SKIPS_LISTED = 20
+
 
 def parse_time_point(text: str) -> Any:
     """A replay bound: ISO 8601 with timezone (absolute), or a duration after the recording's start."""
@@ -557,6 +567,11 @@ def record(
     finally:
         recorder.close()
     err_console.print(f"recorded {writer.messages} messages to {out}")
+    if writer.lossy:
+        err_console.print(
+            f"warning: {writer.lossy} payloads were not UTF-8 and are stored with replacement characters "
+            "(csv keeps text only; use --format native or jsonl for binary payloads)"
+        )
 
 
 @app.command()
@@ -574,10 +589,20 @@ def replay(
         str | None, typer.Option("--to", help="end (exclusive): ISO time or offset like 3h")
     ] = None,
     loop: Annotated[bool, typer.Option("--loop", help="start over at the end until Ctrl-C")] = False,
+    tolerate_skipped: Annotated[
+        bool,
+        typer.Option(
+            "--tolerate-skipped", help="exit 0 even if unreadable lines were skipped (they are still listed)"
+        ),
+    ] = False,
     mqtt_port: Annotated[int | None, typer.Option(help="MQTT broker port")] = None,
     client_id: Annotated[str, typer.Option(help="MQTT client id")] = "wipwatch-replay",
 ) -> None:
-    """Publish a recording again (QoS 1), payloads and event times unchanged."""
+    """Publish a recording again (QoS 1), payloads and event times unchanged.
+
+    Exits 1 if any line of the file could not be read (each is listed with its line number), unless
+    ``--tolerate-skipped``.
+    """
     import threading
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -617,14 +642,22 @@ def replay(
             result = run_replay(reader, publisher.publish, factor, start, end, loop, stop, progress)
     finally:
         publisher.close()
-    for skip in result.skipped:
+    for skip in result.skipped[:_SKIPS_LISTED]:
         err_console.print(f"skipped {file}: {skip}", markup=False, highlight=False)
+    if len(result.skipped) > _SKIPS_LISTED:
+        more = len(result.skipped) - _SKIPS_LISTED
+        err_console.print(f"skipped {file}: ... and {more} more", markup=False, highlight=False)
     err_console.print(
         f"replayed {result.published} messages ({result.format}) in {result.seconds:.1f}s; "
         f"{len(result.skipped)} skipped, {result.outside_window} outside --from/--to",
         markup=False,
         highlight=False,
     )
+    if result.skipped and not tolerate_skipped:
+        raise RecordingError(
+            f"{file}: {len(result.skipped)} unreadable line(s) skipped, first {result.skipped[0]}; "
+            "the replay is incomplete (--tolerate-skipped accepts that)"
+        )
 
 
 def replay_stack(run_dir: Path, recording: Path, database: str | None) -> tuple[Path, str]:

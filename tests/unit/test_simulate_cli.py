@@ -1,8 +1,9 @@
-"""`wipwatch simulate --dry-run`: events as mosquitto_sub JSON lines, ground truth, summary, clear errors."""
+"""`wipwatch simulate --dry-run`: events as a recording (mosquitto_sub JSON lines by default), ground truth, summary, clear errors."""
 
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from typer.testing import CliRunner
 from wipwatch.cli import app
 from wipwatch.errors import SiteFileError
 from wipwatch.events import PartIn, PartOut, validate_message
+from wipwatch.recorder.formats import read_recording
 from wipwatch.simulators.line import simulate_site
 from wipwatch.site import load_site
 
@@ -40,6 +42,16 @@ def test_dry_run_writes_valid_events_and_matching_ground_truth(tmp_path: Path) -
             assert wip[key] >= 0, f"departure before arrival at {key}"
     truth = json.loads((tmp_path / "events.truth.json").read_text())
     assert truth["events"] == len(lines)
+    # the start is a whole second: every t=0 event has a time without fractional seconds, and the
+    # replay reader (the same format definition) must read each one back, stamped with its event time
+    reader = read_recording(events_file)
+    messages = list(reader)
+    assert reader.skipped == []
+    assert reader.format == "jsonl"
+    assert len(messages) == len(lines)
+    first = validate_message(messages[0].topic, messages[0].payload, site)
+    assert first.time == datetime.fromisoformat(START)
+    assert all(m.time == validate_message(m.topic, m.payload, site).timestamp for m in messages)
     assert {k: v for k, v in wip.items() if v} == {k: v for k, v in truth["wip"].items() if v}
     assert truth["duration_s"] == 3600
 

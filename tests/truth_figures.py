@@ -1,0 +1,151 @@
+"""Every metric family as one flat dict of figures, from the simulator's ground truth, from the pure engine
+or from InfluxDB, and one comparison with a tolerance per family.
+
+Families (docs/metrics.md): WIP, departures and dwell time per location, station time per category, holding
+cost and money tied up per location, shipped and lead time (mean, p50, p90) per line. Time-dependent
+figures (station time, holding cost) are taken at an instant ``at`` per line: the end of the shift for the
+engine, the time of the line's last point for InfluxDB.
+
+Bottleneck shares are not compared: their definition is being rewritten (issue #14, bottleneck part);
+compare them here once that lands.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from wipwatch.processors.metrics.line_state import LineEngine
+from wipwatch.processors.points import LINE
+from wipwatch.simulators.truth import GroundTruth, percentile
+from wipwatch.site import LocationKind, Site
+
+Figures = dict[str, float]
+#: The quantile sketch reports every percentile within 1 % of the exact nearest-rank value.
+SKETCH_TOLERANCE = 0.0101
+#: Station categories the processors see exactly (starved and off-shift need the shift calendar).
+EXACT_CATEGORIES = ("working", "changeover", "down", "blocked")
+
+
+def truth_figures(truth: GroundTruth, site: Site, start: datetime, at: Mapping[str, float]) -> Figures:
+    """The figures of ``truth``; ``at`` maps a line to the unix time of its time-dependent figures."""
+    t0 = start.timestamp()
+    out: Figures = {}
+    for line in site.lines:
+        now = at[line.id] - t0
+        for loc in line.locations:
+            key = f"{line.id}/{loc.id}"
+            lt = truth.locations.get(key)
+            wip = lt.wip if lt else 0
+            out[f"wip {key}"] = wip
+            out[f"departures {key}"] = lt.departures if lt else 0
+            if lt and lt.dwells:
+                out[f"dwell_mean {key}"] = sum(lt.dwells) / len(lt.dwells)
+                for q in (50, 90, 99):
+                    out[f"dwell_p{q} {key}"] = percentile(lt.dwells, q) or 0.0
+            area = (lt.area + lt.wip * (now - lt.since)) if lt else 0.0
+            out[f"holding_cost {key}"] = area / 3600 * loc.holding_cost_per_hour
+            out[f"tied_up {key}"] = wip * loc.unit_value
+            if loc.kind is LocationKind.STATION and key in truth.stations:
+                totals = truth.stations[key].totals(now)
+                for category in EXACT_CATEGORIES:
+                    out[f"station_{category} {key}"] = totals[category]
+        lead = [p.shipped - p.arrived for p in truth.parts if p.line == line.id and p.shipped is not None]
+        out[f"shipped {line.id}"] = len(lead)
+        if lead:
+            out[f"lead_mean {line.id}"] = sum(lead) / len(lead)
+            out[f"lead_p50 {line.id}"] = percentile(lead, 50) or 0.0
+            out[f"lead_p90 {line.id}"] = percentile(lead, 90) or 0.0
+    return out
+
+
+def engine_figures(engines: Mapping[str, LineEngine], at: Mapping[str, float]) -> Figures:
+    """The same figures from the pure engine's state, one engine per line id."""
+    out: Figures = {}
+    for line_id, engine in engines.items():
+        now = at[line_id]
+        st = engine.state
+        for loc in engine.line.locations:
+            key = f"{line_id}/{loc.id}"
+            ls = st.locations[loc.id]
+            out[f"wip {key}"] = ls.wip
+            out[f"departures {key}"] = ls.dwell.count
+            if ls.dwell.count:
+                out[f"dwell_mean {key}"] = ls.dwell.mean() or 0.0
+                for q in (50, 90, 99):
+                    out[f"dwell_p{q} {key}"] = ls.dwell.quantile(q) or 0.0
+            out[f"holding_cost {key}"] = ls.cost.accrued(now) if ls.cost.since is not None else 0.0
+            out[f"tied_up {key}"] = ls.cost.tied_up()
+            if ls.clock is not None and ls.clock.since is not None:
+                totals = ls.clock.totals(now)
+                for category in EXACT_CATEGORIES:
+                    out[f"station_{category} {key}"] = totals[category]
+        out[f"shipped {line_id}"] = st.shipped.total
+        if st.flow.count:
+            out[f"lead_mean {line_id}"] = st.flow.mean() or 0.0
+            out[f"lead_p50 {line_id}"] = st.flow.quantile(50) or 0.0
+            out[f"lead_p90 {line_id}"] = st.flow.quantile(90) or 0.0
+    return out
+
+
+def influx_figures(
+    site: Site, last: Mapping[str, Mapping[tuple[tuple[str, str], ...], Mapping[str, Any]]]
+) -> Figures:
+    """The same figures from InfluxDB (``wipwatch.influx.last_values``)."""
+
+    def by_key(measurement: str) -> dict[str, Mapping[str, Any]]:
+        return {
+            f"{dict(tags).get('line')}/{dict(tags).get('location', '')}": fields
+            for tags, fields in last.get(measurement, {}).items()
+        }
+
+    wip, flow, cost, station = (by_key(m) for m in ("wip", "flow_time", "cost", "station"))
+    lead = by_key("lead_time")
+    out: Figures = {}
+    for line in site.lines:
+        for loc in line.locations:
+            key = f"{line.id}/{loc.id}"
+            out[f"wip {key}"] = wip.get(key, {}).get("parts", 0)
+            f = flow.get(key, {})
+            out[f"departures {key}"] = f.get("count", 0)
+            if f.get("count"):
+                out[f"dwell_mean {key}"] = f["mean_s"]
+                for q in (50, 90, 99):
+                    out[f"dwell_p{q} {key}"] = f[f"p{q}_s"]
+            out[f"holding_cost {key}"] = cost.get(key, {}).get("holding_cost", 0.0)
+            out[f"tied_up {key}"] = cost.get(key, {}).get("tied_up", 0.0)
+            if key in station:
+                for category in EXACT_CATEGORIES:
+                    out[f"station_{category} {key}"] = station[key][f"{category}_s"]
+        line_flow = flow.get(f"{line.id}/{LINE}", {})
+        shipped = by_key("throughput").get(f"{line.id}/{LINE}", {}).get("total", 0)
+        out[f"shipped {line.id}"] = shipped
+        if shipped:
+            out[f"lead_mean {line.id}"] = lead[f"{line.id}/"]["measured_s"]
+            out[f"lead_p50 {line.id}"] = line_flow["p50_s"]
+            out[f"lead_p90 {line.id}"] = line_flow["p90_s"]
+    return out
+
+
+def mismatches(got: Figures, want: Figures) -> list[str]:
+    """Every figure that differs beyond its family's tolerance (empty when all agree)."""
+    problems = [f"{key}: missing (want {want[key]})" for key in sorted(want.keys() - got.keys())]
+    problems += [f"{key}: unexpected {got[key]}" for key in sorted(got.keys() - want.keys())]
+    for key in sorted(want.keys() & got.keys()):
+        family = key.split(" ", 1)[0]
+        a, b = float(got[key]), float(want[key])
+        if family in ("wip", "departures", "shipped"):
+            ok = a == b
+        elif family.startswith(("dwell_p", "lead_p")):
+            ok = math.isclose(a, b, rel_tol=SKETCH_TOLERANCE, abs_tol=1e-3)
+        elif family in ("dwell_mean", "lead_mean"):
+            ok = math.isclose(a, b, abs_tol=2e-6)  # times carry microseconds
+        elif family.startswith("station_"):
+            ok = math.isclose(a, b, abs_tol=0.01)
+        else:  # money: sums of products of unix-time differences
+            ok = math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-6)
+        if not ok:
+            problems.append(f"{key}: got {a}, want {b}")
+    return problems
