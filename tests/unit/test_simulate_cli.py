@@ -1,4 +1,4 @@
-"""`wipwatch simulate --dry-run`: events as a recording (mosquitto_sub JSON lines by default), ground truth, summary, clear errors."""
+"""`wipwatch simulate --dry-run`: events as a recording (jsonl by default), ground truth, summary, errors."""
 
 from __future__ import annotations
 
