@@ -31,7 +31,7 @@ from wipwatch.events import decode_record
 from wipwatch.influx import InfluxTarget, InfluxWriter
 from wipwatch.kafka import ensure_topics, hold_empty_fetches
 from wipwatch.processors.metrics.line_state import EngineConfig, LineEngine
-from wipwatch.processors.points import line_points, quality_points
+from wipwatch.processors.points import line_points, period_points, quality_points
 from wipwatch.settings import Settings
 from wipwatch.site import Site, load_site
 
@@ -55,6 +55,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         growth_window_s=settings.processor_growth_window_s,
         dedup_horizon_s=settings.processor_dedup_horizon_s,
         dedup_max_ids=settings.processor_dedup_max_ids,
+        point_interval_s=settings.processor_point_interval_s,
     )
 
 
@@ -134,7 +135,9 @@ def create_app(settings: Settings, site: Site | None = None, writer: InfluxWrite
         line = site.line(line_id)
         log.info("owns line=%s loaded=%s", line_id, blob is not None)
         engine = (
-            LineEngine.load(line, site.site, config, blob) if blob else LineEngine(line, site.site, config)
+            LineEngine.load(line, site.site, config, blob, period_points)
+            if blob
+            else LineEngine(line, site.site, config, on_period_end=period_points)
         )
         cache[key] = _Cached(engine, blob, time.monotonic())
         return engine

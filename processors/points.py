@@ -1,8 +1,15 @@
 """InfluxDB points the processors write: measurements, tags and fields (the contract in docs/metrics.md).
 
-Tags are a small bounded set (site, line, location, location kind, reason); never part or event ids. Every
-point of a line is written at the line's event-time clock (the time of the last event applied), so a replay
-at any speed writes the same series. Line-level figures use the location tag ``_line``.
+Tags are a small bounded set (site, line, location, location kind, reason); never part or event ids.
+Line-level figures use the location tag ``_line``.
+
+When points are stamped (docs/metrics.md, "When points are written"): a line's event time is cut into
+periods of ``point_interval_s`` (processors/metrics/line_state.py). When a period closes, every
+measurement of every location of the line is rendered as of the period's end (:func:`period_points`, the
+engine's ``on_period_end``). After each batch the open period is rendered too, stamped with its end
+(:func:`line_points`): it holds the newest figures until the period closes and rewrites that point (same
+series and time overwrite in InfluxDB). Both depend only on the events, so a replay at any speed or batch
+size writes the same series.
 """
 
 from __future__ import annotations
@@ -25,11 +32,24 @@ def _us(t: float) -> int:
     return round(t * 1_000_000)
 
 
+def period_points(engine: LineEngine, end: float) -> None:
+    """``on_period_end`` of the processors' engines: keep the closed period's points in ``engine.changes``."""
+    engine.changes.points += snapshot_points(engine, end)
+
+
 def line_points(engine: LineEngine) -> list[str]:
-    """Every measurement of every location of the line, at its event-time clock."""
+    """The points of the periods closed since ``engine.changes`` was cleared, then the open period's."""
+    out = list(engine.changes.points)
+    end = engine.state.period_end
+    if end is not None:
+        out += snapshot_points(engine, end)
+    return out
+
+
+def snapshot_points(engine: LineEngine, now: float) -> list[str]:
+    """Every measurement of every location of the line as of ``now`` (at or after its last event)."""
     st = engine.state
-    now = st.released
-    if now is None:
+    if st.released is None:
         return []
     t_us = _us(now)
     base = {"site": st.site, "line": st.line}

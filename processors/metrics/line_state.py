@@ -12,12 +12,20 @@ last released time is *late*: it is applied at that time and counted in data qua
 silently dropped or placed in the past. Events with the same id as one seen within the de-duplication
 horizon are ignored and counted as ``duplicate``. A departure of a part that is not at the location is
 ``departure without arrival`` and changes nothing: WIP is never clamped.
+
+Points in event time: the line's time is cut into periods of ``point_interval_s`` (aligned to the unix
+epoch, so 60 s periods end on whole minutes). A period with at least one event applied is *open* until
+an event later than its end is applied; then it is *closed*, and ``on_period_end(engine, end)`` is called
+with the state as of the period's end (every event at or before ``end`` applied, none after). Which
+periods close, and the state each closes with, depend only on the events and their order, never on how
+they were batched: so the points drawn from them (processors/points.py) are the same at any replay speed.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
+import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import msgspec
@@ -36,6 +44,8 @@ ACTIVE_STATES = frozenset({"working", "changeover", "down"})
 #: The location tag of data-quality points for events naming a location the site file does not have.
 UNKNOWN_LOCATION = "_unknown"
 _FORGET_CHUNK = 256
+#: Called with the engine and the end of a period that just closed, before the next event is applied.
+PeriodEnd = Callable[["LineEngine", float], None]
 
 
 @dataclass(frozen=True)
@@ -47,9 +57,10 @@ class EngineConfig:
     growth_window_s: float = 900.0
     dedup_horizon_s: float = 3600.0
     dedup_max_ids: int = 20_000
+    point_interval_s: float = 60.0
 
     def __post_init__(self) -> None:
-        for name in ("throughput_window_s", "growth_window_s"):
+        for name in ("throughput_window_s", "growth_window_s", "point_interval_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         for name in ("lateness_s", "dedup_horizon_s"):
@@ -82,6 +93,8 @@ class LineState(msgspec.Struct, kw_only=True):
     started: float | None = None
     watermark: float | None = None
     released: float | None = None
+    #: End of the open period (the event time its points are stamped with); None while none is open.
+    period_end: float | None = None
     seq: int = 0
     pending: list[tuple[float, int, Event]] = msgspec.field(default_factory=list)
     recent_ids: list[str] = msgspec.field(default_factory=list)
@@ -105,28 +118,46 @@ class Issue:
 
 @dataclass
 class Changes:
-    """What a call changed, for the InfluxDB points: locations touched and data-quality findings."""
+    """What calls changed, for the InfluxDB points: locations touched, data-quality findings, and the
+    points of closed periods (rendered by ``on_period_end``), until ``clear``."""
 
     locations: set[str] = field(default_factory=set)
     issues: list[Issue] = field(default_factory=list)
+    points: list[str] = field(default_factory=list)
 
     def clear(self) -> None:
         self.locations.clear()
         self.issues.clear()
+        self.points.clear()
 
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(LineState)
 
 
+def period_end(t: float, interval_s: float) -> float:
+    """End of the point period holding event time ``t``: the next multiple of ``interval_s`` at or after."""
+    return math.ceil(t / interval_s) * interval_s
+
+
 class LineEngine:
-    """Applies one line's events to its ``LineState`` in event-time order (pure: no Kafka, no I/O)."""
+    """Applies one line's events to its ``LineState`` in event-time order (pure: no Kafka, no I/O).
+
+    ``on_period_end(engine, end)`` is called whenever a period closes (module docstring), with the state as
+    of ``end``; the processors render the line's points there.
+    """
 
     def __init__(
-        self, line: Line, site_id: str, config: EngineConfig, state: LineState | None = None
+        self,
+        line: Line,
+        site_id: str,
+        config: EngineConfig,
+        state: LineState | None = None,
+        on_period_end: PeriodEnd | None = None,
     ) -> None:
         self.line = line
         self.config = config
+        self.on_period_end = on_period_end
         self.state = state or LineState(
             site=site_id, line=line.id, shipped=Throughput(window_s=config.throughput_window_s)
         )
@@ -145,9 +176,16 @@ class LineEngine:
         self.changes = Changes()
 
     @classmethod
-    def load(cls, line: Line, site_id: str, config: EngineConfig, blob: bytes) -> LineEngine:
+    def load(
+        cls,
+        line: Line,
+        site_id: str,
+        config: EngineConfig,
+        blob: bytes,
+        on_period_end: PeriodEnd | None = None,
+    ) -> LineEngine:
         """Rebuild an engine from ``dump``'s bytes (after a restart, from the changelog)."""
-        return cls(line, site_id, config, _decoder.decode(blob))
+        return cls(line, site_id, config, _decoder.decode(blob), on_period_end)
 
     def dump(self) -> bytes:
         return _encoder.encode(self.state)
@@ -219,6 +257,12 @@ class LineEngine:
 
     def _apply(self, event: Event, t: float) -> None:
         st = self.state
+        if st.period_end is not None and t > st.period_end:
+            end, st.period_end = st.period_end, None
+            if self.on_period_end is not None:
+                self.on_period_end(self, end)
+        if st.period_end is None:
+            st.period_end = period_end(t, self.config.point_interval_s)
         if st.started is None:
             st.started = t
             st.shipped.start(t)
