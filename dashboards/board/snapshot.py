@@ -82,6 +82,7 @@ class SnapshotSource:
         self.stale_after_s = stale_after_s
         self._clock = clock
         self._data_time_us: int | None = None
+        self._fingerprint: int | None = None
         self._advanced_at: float | None = None
 
     def _latest(self, spec: Latest) -> dict[tuple[str, ...], dict[str, Any]]:
@@ -124,8 +125,11 @@ class SnapshotSource:
             except ServiceError as exc:
                 error = str(exc)
         now = self._clock()
-        if latest_us is not None and latest_us != self._data_time_us:
-            self._data_time_us, self._advanced_at = latest_us, now
+        # the newest point is rewritten in place until its event-time period closes (docs/metrics.md,
+        # "When points are written"): data advanced when any figure changed, not only the newest time
+        fingerprint = hash(repr(sorted((m, sorted(rows.items())) for m, rows in data.items())))
+        if latest_us is not None and (latest_us, fingerprint) != (self._data_time_us, self._fingerprint):
+            self._data_time_us, self._fingerprint, self._advanced_at = latest_us, fingerprint, now
         lines = [self._line(line.id, data, trends) for line in self.site.lines]
         tied = [loc["value"] for line in lines for loc in line["locations"] if loc["value"] is not None]
         wip = [loc["wip"] for line in lines for loc in line["locations"] if loc["wip"] is not None]
