@@ -12,7 +12,8 @@ recognised at all raises :class:`RecordingError`.
 
 Formats, one message per line:
 
-- ``native``: gzip; first line ``{"wipwatch_recording": 1, "started": <unix s>}``, then
+- ``native``: gzip; first line ``{"wipwatch_recording": 1, "started": <unix s>}`` (plus ``"site_file"``,
+  the site file's path, and ``"site_yaml"``, its text, when the writer knew the site), then
   ``{"t": <receive time, unix s>, "topic": ..., "qos": 1, "retain": false, "payload": "<utf-8 text>"}``
   (``"payload_b64"`` instead of ``"payload"`` when the bytes are not UTF-8).
 - ``csv``: mqtt-recorder 1.4: ``topic,payload,qos,retain,time,delta`` without a header row; ``retain`` is
@@ -95,6 +96,8 @@ class RecordingReader:
     format: Format | None = None
     compressed: bool = False
     skipped: list[Skipped] = field(default_factory=list)
+    #: The ``native`` header line (``started``, and ``site_file``/``site_yaml`` when the writer knew them).
+    header: dict[str, Any] | None = None
     _raw: IO[bytes] | None = None
 
     def position(self) -> int:
@@ -186,6 +189,7 @@ class RecordingReader:
                 raise RecordingError(f"{self.path}: line {number} is JSON but not an object")
             if _HEADER_KEY in first:
                 self.format = "native"
+                self.header = first
                 return _ignore_header(_parse_native)
             if "tst" in first and "topic" in first:
                 self.format = "jsonl"
@@ -348,6 +352,22 @@ def read_recording(path: Path) -> RecordingReader:
 # ---------------------------------------------------------------- writing
 
 
+def site_header(site_file: Path, scenario: str | None = None) -> dict[str, Any]:
+    """``native`` header fields naming the site of the recorded events: its file's path and text.
+
+    Raises:
+        RecordingError: the site file cannot be read.
+    """
+    try:
+        text = Path(site_file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RecordingError(f"{site_file}: cannot read the site file for the recording: {exc}") from None
+    header: dict[str, Any] = {"site_file": str(Path(site_file).resolve()), "site_yaml": text}
+    if scenario is not None:
+        header["scenario"] = scenario
+    return header
+
+
 def event_message(event: Event) -> Message:
     """The message an event is published as (its topic, v1 JSON, QoS 1), stamped with its event time."""
     return Message(topic_for(event), encode_event(event), 1, False, event.timestamp)
@@ -360,10 +380,11 @@ class RecordingWriter:
     written before it can be read back even if the process is killed afterwards. ``jsonl`` stores a
     payload that is not UTF-8 as ``payload_b64``; ``csv`` cannot, and counts such messages in ``lossy``.
     Calling the writer with an event (an event sink, like ``MqttPublisher``) writes
-    :func:`event_message` of it: that is ``simulate --dry-run``.
+    :func:`event_message` of it: that is ``simulate --dry-run``. ``header`` adds fields to the ``native``
+    header line (``site_file``, ``site_yaml``: the site the events are of); the other formats have none.
     """
 
-    def __init__(self, path: Path, fmt: str = "native") -> None:
+    def __init__(self, path: Path, fmt: str = "native", header: dict[str, Any] | None = None) -> None:
         if fmt not in WRITE_FORMATS:
             raise ValueError(f"fmt must be one of {', '.join(WRITE_FORMATS)}, got {fmt!r}")
         self.path = Path(path)
@@ -380,8 +401,8 @@ class RecordingWriter:
         if fmt == "native":
             self._gzip = gzip.GzipFile(fileobj=self._file, mode="wb", compresslevel=6)
             self._out = self._gzip
-            header = {_HEADER_KEY: _VERSION, "started": time.time()}
-            self._out.write(msgspec.json.encode(header) + b"\n")
+            first = {_HEADER_KEY: _VERSION, "started": time.time(), **(header or {})}
+            self._out.write(msgspec.json.encode(first) + b"\n")
         self._encoder = msgspec.json.Encoder()
         self._csv_buffer = io.StringIO()
         self._csv = csv.writer(self._csv_buffer, lineterminator="\n")

@@ -12,12 +12,14 @@ import re
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlparse
 
 import typer
+import yaml
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -129,12 +131,13 @@ def simulate(
         raise typer.BadParameter("--dry-run needs --duration (a file cannot take events forever)")
     real_speed = None if dry_run is not None else parse_speed(speed)
     if dry_run is not None:
-        from wipwatch.recorder.formats import WRITE_FORMATS, RecordingWriter
+        from wipwatch.recorder.formats import WRITE_FORMATS, RecordingWriter, site_header
 
         if fmt not in WRITE_FORMATS:
             raise typer.BadParameter(f"--format must be one of {', '.join(WRITE_FORMATS)}, got {fmt!r}")
-        # the recorder's own writer: a dry run is a recording every wipwatch command reads back
-        sink: Any = RecordingWriter(dry_run, fmt)
+        # the recorder's own writer: a dry run is a recording every wipwatch command reads back, and a
+        # native one carries its site for `up --replay`
+        sink: Any = RecordingWriter(dry_run, fmt, site_header(settings.site_file, scenario))
     else:
         from wipwatch.mqtt import MqttPublisher
 
@@ -417,21 +420,34 @@ def up(
             help="InfluxDB database (default WIPWATCH_INFLUX_DB; with --replay: replay-<file name>)"
         ),
     ] = None,
+    tolerate_skipped: Annotated[
+        bool, typer.Option("--tolerate-skipped", help="with --replay: accept unreadable lines (listed)")
+    ] = False,
 ) -> None:
-    """Run the embedded default stack: mosquitto, Kafka, InfluxDB, ingest, processors and a simulator."""
-    from wipwatch.ingest import wait_subscribed
+    """Run the embedded default stack: mosquitto, Kafka, InfluxDB, ingest, processors and a simulator.
+
+    With ``--replay`` the site is the recording's: ``--site`` (or ``WIPWATCH_SITE_FILE``) is checked
+    against the recording's events, else the default site file or an ``examples/`` site that describes
+    them is chosen; a recording no site file describes is refused before anything starts.
+    """
+    from wipwatch.ingest import read_status, wait_subscribed
     from wipwatch.services import NativeStack, Ports, python_module_argv, spawn
 
     settings = load_settings(site_file=site, run_dir=run_dir, influx_db=database)
-    load_site(settings.site_file)
+    expected_events = 0
     run = settings.run_dir.resolve()
     if replay_file is not None:
+        chosen = replay_site(replay_file, site, settings.site_file)  # refuses before anything starts
+        expected_events = chosen.events
         run, database = replay_stack(run, replay_file, database)
-        settings = settings.with_overrides(influx_db=database)
+        run.mkdir(parents=True, exist_ok=True)
+        settings = settings.with_overrides(influx_db=database, site_file=chosen.materialise(run))
+    load_site(settings.site_file)
     ports = Ports(settings.mqtt_port, _port_of(settings.kafka_bootstrap), _port_of(settings.influx_url))
     stack = NativeStack(run / "stack", ports, settings.influx_db)
     children = []
     stop_requested = {"signal": 0}
+    failed = False
 
     def request_stop(signum: int, _frame: Any) -> None:
         stop_requested["signal"] = signum
@@ -456,6 +472,8 @@ def up(
         finite = None  # a child that may finish: the replay
         if replay_file is not None:
             argv = python_module_argv("replay", str(replay_file.resolve()), "--speed", speed)
+            if tolerate_skipped:
+                argv.append("--tolerate-skipped")
             finite = spawn("replay", argv, logs, env)
             children.append(finite)
         elif not no_simulator:
@@ -474,13 +492,30 @@ def up(
             f"WIPWATCH_INFLUX_DB={settings.influx_db})"
         )
         console.print("Ctrl-C stops everything.")
+        counting_since: float | None = None  # the replay is done: wait for ingest to count its events
         while not stop_requested["signal"]:
             if finite is not None and not finite.alive() and finite.process.returncode == 0:
-                console.print("replay finished; the stack stays up for review until Ctrl-C")
                 children.remove(finite)
                 finite = None
+                counting_since = time.monotonic()
+            if counting_since is not None:
+                verdict = _replay_counted(
+                    read_status(run, settings.ingest_client_id), expected_events, counting_since
+                )
+                if verdict is not None:
+                    counting_since = None
+                    if verdict.startswith("replay finished"):
+                        console.print(f"{verdict}; the stack stays up for review until Ctrl-C")
+                    else:
+                        failed = True
+                        err_console.print(
+                            f"{verdict}; the stack stays up for review until Ctrl-C (exit code 1)",
+                            markup=False,
+                            highlight=False,
+                        )
             dead = [c for c in children if not c.alive()]
             if dead:
+                failed = True
                 err_console.print(
                     f"{dead[0].name} exited (code {dead[0].process.returncode}); log {dead[0].log_path}"
                 )
@@ -492,6 +527,107 @@ def up(
             child.stop()
         stack.stop()
         console.print("stopped every child process")
+    if failed:
+        raise typer.Exit(1)
+
+
+#: How long ``up --replay`` waits after the replay for ingest to have counted every event.
+_COUNT_WAIT_S = 120.0
+
+
+def _replay_counted(status: dict[str, Any] | None, expected: int, since: float) -> str | None:
+    """The verdict on a finished replay from ingest's counts; None while ingest is still counting."""
+    counts = status or {}
+    accepted, rejected = int(counts.get("accepted", 0)), int(counts.get("rejected", 0))
+    if accepted == expected and rejected == 0:
+        return f"replay finished: ingest accepted all {expected} events"
+    if accepted + rejected < expected and time.monotonic() - since < _COUNT_WAIT_S:
+        return None
+    reasons = ", ".join(f"{k}: {v}" for k, v in sorted((counts.get("reasons") or {}).items()))
+    return (
+        f"replay incomplete: ingest accepted {accepted} and rejected {rejected} of the recording's "
+        f"{expected} events" + (f" ({reasons}; see the dead-letter topic)" if reasons else "")
+    )
+
+
+@dataclass
+class ReplaySite:
+    """The site ``up --replay`` runs with: a site file, or the text of one from the recording's header."""
+
+    path: Path | None
+    yaml: str | None
+    site_id: str
+    source: str
+    events: int
+
+    def materialise(self, run_dir: Path) -> Path:
+        """The site file path; a site from the recording's header is written into ``run_dir`` first."""
+        if self.path is not None:
+            return self.path
+        path = run_dir / "site-from-recording.yaml"
+        path.write_text(self.yaml or "", encoding="utf-8")
+        return path
+
+
+def replay_site(recording: Path, site_option: Path | None, default_site: Path) -> ReplaySite:
+    """The site of ``up --replay`` and the number of event messages ingest will be given.
+
+    ``--site`` or ``WIPWATCH_SITE_FILE`` is the user's choice and only checked. Otherwise, in this order:
+    the site embedded in the recording's header (``simulate --dry-run`` and ``record --site`` write it
+    into ``native`` recordings), the site file the header names, the default site file, the
+    ``examples/`` sites; the first describing most events wins, and two different guesses that fit
+    equally are refused as ambiguous.
+
+    Raises:
+        RecordingError: the recording is unreadable, holds no event, or no site file describes it.
+        SiteFileError: the chosen site file is not valid.
+    """
+    import os
+
+    from wipwatch.errors import RecordingError, SiteFileError
+    from wipwatch.recorder.formats import read_recording
+    from wipwatch.recorder.replay import SiteCandidate, site_for_recording, survey
+    from wipwatch.settings import REPO_ROOT
+    from wipwatch.site import Site, parse_site
+
+    if not recording.is_file():
+        raise typer.BadParameter(f"--replay {recording}: no such file")
+    reader = read_recording(recording)
+    contents = survey(reader)
+    if contents.events == 0 and contents.skipped:
+        raise RecordingError(f"{recording}: no readable message; {contents.skipped[0]}")
+    candidates: list[SiteCandidate] = []
+    origin: dict[int, tuple[Path | None, str | None]] = {}
+
+    def add(source: str, site_model: Site, path: Path | None, yaml: str | None, guess: bool) -> None:
+        origin[len(candidates)] = (path, yaml)
+        candidates.append(SiteCandidate(source, site_model, guess))
+
+    if site_option is not None or "WIPWATCH_SITE_FILE" in os.environ:
+        add(str(default_site), load_site(default_site), default_site, None, False)
+    else:
+        header = reader.header or {}
+        if isinstance(header.get("site_yaml"), str):
+            try:
+                embedded = parse_site(yaml.safe_load(header["site_yaml"]), f"{recording} (header)")
+                add("the recording's header", embedded, None, header["site_yaml"], False)
+            except (SiteFileError, yaml.YAMLError) as exc:
+                err_console.print(f"ignoring the site in {recording}'s header: {exc}", markup=False)
+        files = [Path(header["site_file"])] if isinstance(header.get("site_file"), str) else []
+        files += [default_site, *sorted((REPO_ROOT / "examples").glob("*.yaml"))]
+        seen: set[Path] = set()
+        for index, file in enumerate(files):
+            if not file.is_file() or file.resolve() in seen:
+                continue
+            seen.add(file.resolve())
+            try:
+                add(str(file), load_site(file), file, None, guess=index > 0 or not header.get("site_file"))
+            except SiteFileError:
+                continue
+    chosen = site_for_recording(recording, contents, candidates)
+    path, text = origin[next(i for i, c in enumerate(candidates) if c is chosen)]
+    console.print(f"replaying {recording} for site {chosen.site.site!r} (site from {chosen.source})")
+    return ReplaySite(path, text, chosen.site.site, chosen.source, contents.events)
 
 
 # ---------------------------------------------------------------- record / replay (issue #7)
@@ -527,18 +663,24 @@ def record(
     fmt: Annotated[str, typer.Option("--format", help="native (gzip JSON lines), csv or jsonl")] = "native",
     mqtt_port: Annotated[int | None, typer.Option(help="MQTT broker port")] = None,
     client_id: Annotated[str, typer.Option(help="MQTT client id (persistent session)")] = "wipwatch-recorder",
+    site: Annotated[
+        Path | None,
+        typer.Option("--site", help="site file of the recorded events, kept in a native recording's header"),
+    ] = None,
 ) -> None:
     """Record MQTT messages (receive time, topic, QoS, payload) to a file until Ctrl-C or --duration."""
     from rich.live import Live
 
-    from wipwatch.recorder.formats import WRITE_FORMATS, RecordingWriter
+    from wipwatch.recorder.formats import WRITE_FORMATS, RecordingWriter, site_header
     from wipwatch.recorder.record import DEFAULT_TOPICS, Recorder
 
     if fmt not in WRITE_FORMATS:
         raise typer.BadParameter(f"--format must be one of {', '.join(WRITE_FORMATS)}, got {fmt!r}")
     seconds = parse_duration(duration) if duration else None
     settings = load_settings(mqtt_port=mqtt_port)
-    writer = RecordingWriter(out, fmt)
+    if site is not None:
+        load_site(site)  # a broken site file fails now, not at replay
+    writer = RecordingWriter(out, fmt, site_header(site) if site is not None else None)
     recorder = Recorder(
         writer, settings.mqtt_host, settings.mqtt_port, topics or DEFAULT_TOPICS, client_id, settings.mqtt_qos
     )
