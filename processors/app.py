@@ -31,7 +31,7 @@ from wipwatch.events import decode_record
 from wipwatch.influx import InfluxTarget, InfluxWriter
 from wipwatch.kafka import ensure_topics, hold_empty_fetches
 from wipwatch.processors.metrics.line_state import EngineConfig, LineEngine
-from wipwatch.processors.points import line_points, period_points, quality_points
+from wipwatch.processors.points import collect_points, line_points, quality_points
 from wipwatch.settings import Settings
 from wipwatch.site import Site, load_site
 
@@ -135,9 +135,9 @@ def create_app(settings: Settings, site: Site | None = None, writer: InfluxWrite
         line = site.line(line_id)
         log.info("owns line=%s loaded=%s", line_id, blob is not None)
         engine = (
-            LineEngine.load(line, site.site, config, blob, period_points)
+            LineEngine.load(line, site.site, config, blob, collect_points)
             if blob
-            else LineEngine(line, site.site, config, on_period_end=period_points)
+            else LineEngine(line, site.site, config, on_snapshot=collect_points)
         )
         cache[key] = _Cached(engine, blob, time.monotonic())
         return engine

@@ -5,11 +5,11 @@ Line-level figures use the location tag ``_line``.
 
 When points are stamped (docs/metrics.md, "When points are written"): a line's event time is cut into
 periods of ``point_interval_s`` (processors/metrics/line_state.py). When a period closes, every
-measurement of every location of the line is rendered as of the period's end (:func:`period_points`, the
-engine's ``on_period_end``). After each batch the open period is rendered too, stamped with its end
-(:func:`line_points`): it holds the newest figures until the period closes and rewrites that point (same
-series and time overwrite in InfluxDB). Both depend only on the events, so a replay at any speed or batch
-size writes the same series.
+measurement of every location of the line is rendered as of the period's end; when a queue shrank, its
+``queue`` point is rendered at that instant (:func:`collect_points`, the engine's ``on_snapshot``). After
+each batch the open period is rendered too, stamped with its end (:func:`line_points`): it holds the
+newest figures until the period closes and rewrites that point (same series and time overwrite in
+InfluxDB). All depend only on the events, so a replay at any speed or batch size writes the same series.
 """
 
 from __future__ import annotations
@@ -32,9 +32,32 @@ def _us(t: float) -> int:
     return round(t * 1_000_000)
 
 
-def period_points(engine: LineEngine, end: float) -> None:
-    """``on_period_end`` of the processors' engines: keep the closed period's points in ``engine.changes``."""
-    engine.changes.points += snapshot_points(engine, end)
+def collect_points(engine: LineEngine, at: float, locations: frozenset[str] | None) -> None:
+    """``on_snapshot`` of the processors' engines: keep the snapshot's points in ``engine.changes``.
+
+    ``locations`` None is a period end (every measurement of the line); else the ``queue`` points of the
+    locations whose queue shrank at ``at``.
+    """
+    if locations is None:
+        engine.changes.points += snapshot_points(engine, at)
+    else:
+        engine.changes.points += queue_points(engine, at, locations)
+
+
+def queue_points(engine: LineEngine, now: float, locations: frozenset[str]) -> list[str]:
+    """The ``queue`` point of each of ``locations`` (in flow order) as of ``now``."""
+    st = engine.state
+    t_us = _us(now)
+    return [
+        line(
+            "queue",
+            {"site": st.site, "line": st.line, "location": loc.id},
+            _queue_fields(st.locations[loc.id], now),
+            t_us,
+        )
+        for loc in engine.line.locations
+        if loc.id in locations
+    ]
 
 
 def line_points(engine: LineEngine) -> list[str]:
@@ -62,17 +85,7 @@ def snapshot_points(engine: LineEngine, now: float) -> list[str]:
         loc = st.locations[loc_def.id]
         tags = {**base, "location": loc_def.id}
         out.append(line("wip", {**tags, "kind": loc_def.kind.value}, _wip_fields(loc), t_us))
-        out.append(
-            line(
-                "queue",
-                tags,
-                {
-                    "growth_per_hour": loc.growth.per_hour(now),
-                    "since_shrink_s": loc.growth.since_shrink_s(now),
-                },
-                t_us,
-            )
-        )
+        out.append(line("queue", tags, _queue_fields(loc, now), t_us))
         out.append(
             line("cost", tags, {"tied_up": loc.cost.tied_up(), "holding_cost": loc.cost.accrued(now)}, t_us)
         )
@@ -151,6 +164,10 @@ def quality_points(engine: LineEngine, last_us: dict[str, int]) -> list[str]:
     ]
 
 
+def _queue_fields(loc: LocationState, now: float) -> dict[str, float | int]:
+    return {"growth_per_hour": loc.growth.per_hour(now), "since_shrink_s": loc.growth.since_shrink_s(now)}
+
+
 def _wip_fields(loc: LocationState) -> dict[str, float | int]:
     return {"parts": loc.wip, "value": loc.cost.tied_up()}
 
@@ -165,12 +182,8 @@ def _flow_fields(loc: LocationState, now: float) -> dict[str, float | int]:
 
 
 def _percentiles(flow: FlowTimeSketch) -> dict[str, float | None]:
-    return {
-        "p50_s": flow.quantile(50),
-        "p90_s": flow.quantile(90),
-        "p99_s": flow.quantile(99),
-        "mean_s": flow.mean(),
-    }
+    p50, p90, p99 = flow.quantiles((50, 90, 99))
+    return {"p50_s": p50, "p90_s": p90, "p99_s": p99, "mean_s": flow.mean()}
 
 
 def _throughput_fields(

@@ -15,10 +15,13 @@ horizon are ignored and counted as ``duplicate``. A departure of a part that is 
 
 Points in event time: the line's time is cut into periods of ``point_interval_s`` (aligned to the unix
 epoch, so 60 s periods end on whole minutes). A period with at least one event applied is *open* until
-an event later than its end is applied; then it is *closed*, and ``on_period_end(engine, end)`` is called
-with the state as of the period's end (every event at or before ``end`` applied, none after). Which
-periods close, and the state each closes with, depend only on the events and their order, never on how
-they were batched: so the points drawn from them (processors/points.py) are the same at any replay speed.
+an event later than its end is applied; then it is *closed*, and ``on_snapshot(engine, end, None)`` is
+called with the state as of the period's end (every event at or before ``end`` applied, none after). A
+queue that shrank is a change that matters between periods: once no more events can come at the instant
+it shrank at (an event later than that is applied), ``on_snapshot(engine, instant, locations)`` is called
+with the state as of that instant and the locations whose WIP settled lower there. What is called, when
+in event time and with which state depends only on the events and their order, never on how they were
+batched: so the points drawn from them (processors/points.py) are the same at any replay speed.
 """
 
 from __future__ import annotations
@@ -44,8 +47,9 @@ ACTIVE_STATES = frozenset({"working", "changeover", "down"})
 #: The location tag of data-quality points for events naming a location the site file does not have.
 UNKNOWN_LOCATION = "_unknown"
 _FORGET_CHUNK = 256
-#: Called with the engine and the end of a period that just closed, before the next event is applied.
-PeriodEnd = Callable[["LineEngine", float], None]
+#: Called with the engine, an event time and the locations to snapshot there (None: the whole line), with the
+#: state as of that time, before the next event is applied (module docstring).
+Snapshot = Callable[["LineEngine", float, frozenset[str] | None], None]
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,8 @@ class LineState(msgspec.Struct, kw_only=True):
     released: float | None = None
     #: End of the open period (the event time its points are stamped with); None while none is open.
     period_end: float | None = None
+    #: Locations whose queue shrank at the instant ``released`` (snapshot when that instant is over).
+    shrunk: list[str] = msgspec.field(default_factory=list)
     seq: int = 0
     pending: list[tuple[float, int, Event]] = msgspec.field(default_factory=list)
     recent_ids: list[str] = msgspec.field(default_factory=list)
@@ -119,7 +125,7 @@ class Issue:
 @dataclass
 class Changes:
     """What calls changed, for the InfluxDB points: locations touched, data-quality findings, and the
-    points of closed periods (rendered by ``on_period_end``), until ``clear``."""
+    points of closed periods and shrink instants (rendered by ``on_snapshot``), until ``clear``."""
 
     locations: set[str] = field(default_factory=set)
     issues: list[Issue] = field(default_factory=list)
@@ -143,8 +149,8 @@ def period_end(t: float, interval_s: float) -> float:
 class LineEngine:
     """Applies one line's events to its ``LineState`` in event-time order (pure: no Kafka, no I/O).
 
-    ``on_period_end(engine, end)`` is called whenever a period closes (module docstring), with the state as
-    of ``end``; the processors render the line's points there.
+    ``on_snapshot(engine, at, locations)`` is called at every period end and every shrink instant (module
+    docstring), with the state as of ``at``; the processors render the line's points there.
     """
 
     def __init__(
@@ -153,11 +159,11 @@ class LineEngine:
         site_id: str,
         config: EngineConfig,
         state: LineState | None = None,
-        on_period_end: PeriodEnd | None = None,
+        on_snapshot: Snapshot | None = None,
     ) -> None:
         self.line = line
         self.config = config
-        self.on_period_end = on_period_end
+        self.on_snapshot = on_snapshot
         self.state = state or LineState(
             site=site_id, line=line.id, shipped=Throughput(window_s=config.throughput_window_s)
         )
@@ -182,10 +188,10 @@ class LineEngine:
         site_id: str,
         config: EngineConfig,
         blob: bytes,
-        on_period_end: PeriodEnd | None = None,
+        on_snapshot: Snapshot | None = None,
     ) -> LineEngine:
         """Rebuild an engine from ``dump``'s bytes (after a restart, from the changelog)."""
-        return cls(line, site_id, config, _decoder.decode(blob), on_period_end)
+        return cls(line, site_id, config, _decoder.decode(blob), on_snapshot)
 
     def dump(self) -> bytes:
         return _encoder.encode(self.state)
@@ -257,10 +263,17 @@ class LineEngine:
 
     def _apply(self, event: Event, t: float) -> None:
         st = self.state
+        if st.shrunk and st.released is not None and t > st.released:
+            instant = st.released
+            # judged again now that the instant is over: a part in at the same instant undoes a shrink
+            shrunk = frozenset(x for x in st.shrunk if st.locations[x].growth.last_shrink == instant)
+            st.shrunk = []
+            if shrunk and self.on_snapshot is not None:
+                self.on_snapshot(self, instant, shrunk)
         if st.period_end is not None and t > st.period_end:
             end, st.period_end = st.period_end, None
-            if self.on_period_end is not None:
-                self.on_period_end(self, end)
+            if self.on_snapshot is not None:
+                self.on_snapshot(self, end, None)
         if st.period_end is None:
             st.period_end = period_end(t, self.config.point_interval_s)
         if st.started is None:
@@ -303,6 +316,8 @@ class LineEngine:
         loc.wip += delta
         loc.changed_at = t
         loc.growth.record(t, loc.wip)
+        if loc.growth.last_shrink == t and location not in self.state.shrunk:
+            self.state.shrunk.append(location)
         loc.cost.record(t, loc.wip)
         if loc.clock is not None:
             loc.clock.set_wip(t, loc.wip)
