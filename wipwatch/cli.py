@@ -599,8 +599,8 @@ def replay_site(recording: Path, site_option: Path | None, default_site: Path) -
     candidates: list[SiteCandidate] = []
     origin: dict[int, tuple[Path | None, str | None]] = {}
 
-    def add(source: str, site_model: Site, path: Path | None, yaml: str | None, guess: bool) -> None:
-        origin[len(candidates)] = (path, yaml)
+    def add(source: str, site_model: Site, path: Path | None, text: str | None, guess: bool) -> None:
+        origin[len(candidates)] = (path, text)
         candidates.append(SiteCandidate(source, site_model, guess))
 
     if site_option is not None or "WIPWATCH_SITE_FILE" in os.environ:
