@@ -102,11 +102,11 @@ def simulate(
         typer.Option("--dry-run", help="write events to this recording file (see --format), not MQTT"),
     ] = None,
     fmt: Annotated[
-        str,
+        str | None,
         typer.Option(
-            "--format", help="--dry-run file format: jsonl (mosquitto_sub -F %j), native (gzip) or csv"
+            "--format", help="--dry-run file format: jsonl (default; mosquitto_sub -F %j), native (gzip), csv"
         ),
-    ] = "jsonl",
+    ] = None,
     mqtt_port: Annotated[int | None, typer.Option(help="MQTT broker port")] = None,
 ) -> None:
     """Drive parts through the site's lines and publish their movements over MQTT (or to a file)."""
@@ -129,8 +129,11 @@ def simulate(
         raise typer.BadParameter("--duration must be longer than 0")
     if dry_run is not None and seconds is None:
         raise typer.BadParameter("--dry-run needs --duration (a file cannot take events forever)")
+    if fmt is not None and dry_run is None:
+        raise typer.BadParameter("--format is the format of the --dry-run file; give --dry-run FILE too")
     real_speed = None if dry_run is not None else parse_speed(speed)
     if dry_run is not None:
+        fmt = fmt or "jsonl"
         from wipwatch.recorder.formats import WRITE_FORMATS, RecordingWriter, site_header
 
         if fmt not in WRITE_FORMATS:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from pathlib import Path
 
@@ -56,6 +57,11 @@ def test_dry_run_writes_valid_events_and_matching_ground_truth(tmp_path: Path) -
     assert truth["duration_s"] == 3600
 
 
+def _unboxed(output: str) -> str:
+    """Typer's error text without rich's box and line wrapping."""
+    return " ".join(re.sub(r"[│╭╮╰╯─]", " ", output).split())
+
+
 def test_unknown_scenario_and_missing_duration_are_clear_errors(tmp_path: Path) -> None:
     out = tmp_path / "e.jsonl"
     site_file = str(EXAMPLES / "multi-line-site.yaml")
@@ -68,6 +74,13 @@ def test_unknown_scenario_and_missing_duration_are_clear_errors(tmp_path: Path) 
     result = CliRunner().invoke(app, ["simulate", "--site", site_file, "--dry-run", str(out)])
     assert result.exit_code == 2
     assert "--dry-run needs --duration" in result.output
+    result = CliRunner().invoke(app, ["simulate", "--site", site_file, "--format", "csv", "--duration", "1h"])
+    assert result.exit_code == 2
+    assert "give --dry-run FILE too" in _unboxed(result.output)
+    args = ["simulate", "--site", site_file, "--duration", "1h", "--dry-run", str(out), "--format", "xml"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    assert "--format must be one of native, csv, jsonl" in _unboxed(result.output)
 
 
 def test_scenario_option_switches_every_line_to_push(tmp_path: Path) -> None:
