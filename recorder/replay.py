@@ -1,10 +1,15 @@
 """Replay a recording over MQTT: original spacing divided by ``speed``, or as fast as the broker takes it.
 
 Payloads go out unchanged, so event times (the payload ``time`` field) are those of the original shift and
-the processors, which compute in event time, reach the same numbers at any speed. Pacing uses the receive
-times in the file; a recording without them (the simulator's ``--dry-run``) is published back to back.
-Publishing is QoS 1 through :class:`wipwatch.mqtt.MqttPublisher`, whose cap on unacknowledged messages
-is the back-pressure that keeps ``max`` from dropping anything.
+the processors, which compute and stamp their points in event time, write the same series at any speed.
+Pacing uses the times in the file (receive times; a dry run's event times); a recording without them
+(the old dry-run format) is published back to back. Publishing is QoS 1 through
+:class:`wipwatch.mqtt.MqttPublisher`, whose cap on unacknowledged messages is the back-pressure that keeps
+``max`` from dropping anything.
+
+Which site a recording is of, for ``up --replay``: :func:`survey` counts its events by the site, line and
+location their topics name, and :func:`site_for_recording` picks the site file that describes most of
+them, or refuses (docs/record-replay.md).
 """
 
 from __future__ import annotations
