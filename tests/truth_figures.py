@@ -2,12 +2,11 @@
 or from InfluxDB, and one comparison with a tolerance per family.
 
 Families (docs/metrics.md): WIP, departures and dwell time per location, station time per category, holding
-cost and money tied up per location, shipped and lead time (mean, p50, p90) per line. Time-dependent
-figures (station time, holding cost) are taken at an instant ``at`` per line: the end of the shift for the
-engine, the time of the line's last point for InfluxDB.
-
-Bottleneck shares are not compared: their definition is being rewritten (issue #14, bottleneck part);
-compare them here once that lands.
+cost and money tied up per location, bottleneck shares (share, sole, shifting) per station, shipped and lead
+time (mean, p50, p90) per line. Time-dependent figures (station time, holding cost, bottleneck shares) are
+taken at an instant ``at`` per line: the end of the shift for the engine, the time of the line's last
+point for InfluxDB. The ground truth's bottleneck shares are the active-period method
+(``method_shares``) over the simulator's own active periods.
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from wipwatch.processors.metrics.bottleneck import method_shares
 from wipwatch.processors.metrics.line_state import LineEngine
 from wipwatch.processors.points import LINE
 from wipwatch.simulators.truth import GroundTruth, percentile
@@ -27,6 +27,14 @@ Figures = dict[str, float]
 SKETCH_TOLERANCE = 0.0101
 #: Station categories the processors see exactly (starved and off-shift need the shift calendar).
 EXACT_CATEGORIES = ("working", "changeover", "down", "blocked")
+SHARES = ("share", "sole_share", "shifting_share")
+
+
+def _shares(out: Figures, site: Site, line_id: str, shares: Mapping[str, tuple[float, float, float]]) -> None:
+    for loc in site.line(line_id).locations:
+        if loc.kind is LocationKind.STATION:
+            for name, value in zip(SHARES, shares.get(loc.id, (0.0, 0.0, 0.0)), strict=True):
+                out[f"bottleneck_{name} {line_id}/{loc.id}"] = value
 
 
 def truth_figures(truth: GroundTruth, site: Site, start: datetime, at: Mapping[str, float]) -> Figures:
@@ -52,6 +60,7 @@ def truth_figures(truth: GroundTruth, site: Site, start: datetime, at: Mapping[s
                 totals = truth.stations[key].totals(now)
                 for category in EXACT_CATEGORIES:
                     out[f"station_{category} {key}"] = totals[category]
+        _shares(out, site, line.id, method_shares(truth.active_periods(line.id), 0.0, now))
         lead = [p.shipped - p.arrived for p in truth.parts if p.line == line.id and p.shipped is not None]
         out[f"shipped {line.id}"] = len(lead)
         if lead:
@@ -61,12 +70,13 @@ def truth_figures(truth: GroundTruth, site: Site, start: datetime, at: Mapping[s
     return out
 
 
-def engine_figures(engines: Mapping[str, LineEngine], at: Mapping[str, float]) -> Figures:
+def engine_figures(site: Site, engines: Mapping[str, LineEngine], at: Mapping[str, float]) -> Figures:
     """The same figures from the pure engine's state, one engine per line id."""
     out: Figures = {}
     for line_id, engine in engines.items():
         now = at[line_id]
         st = engine.state
+        _shares(out, site, line_id, st.bottleneck.shares(now))
         for loc in engine.line.locations:
             key = f"{line_id}/{loc.id}"
             ls = st.locations[loc.id]
@@ -102,9 +112,19 @@ def influx_figures(
         }
 
     wip, flow, cost, station = (by_key(m) for m in ("wip", "flow_time", "cost", "station"))
-    lead = by_key("lead_time")
+    lead, bottleneck = by_key("lead_time"), by_key("bottleneck")
     out: Figures = {}
     for line in site.lines:
+        _shares(
+            out,
+            site,
+            line.id,
+            {
+                key.split("/", 1)[1]: tuple(fields[name] for name in SHARES)  # type: ignore[misc]
+                for key, fields in bottleneck.items()
+                if key.startswith(f"{line.id}/")
+            },
+        )
         for loc in line.locations:
             key = f"{line.id}/{loc.id}"
             out[f"wip {key}"] = wip.get(key, {}).get("parts", 0)
@@ -144,6 +164,8 @@ def mismatches(got: Figures, want: Figures) -> list[str]:
             ok = math.isclose(a, b, abs_tol=2e-6)  # times carry microseconds
         elif family.startswith("station_"):
             ok = math.isclose(a, b, abs_tol=0.01)
+        elif family.startswith("bottleneck_"):
+            ok = math.isclose(a, b, abs_tol=1e-6)
         else:  # money: sums of products of unix-time differences
             ok = math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-6)
         if not ok:

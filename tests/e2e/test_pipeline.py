@@ -1,5 +1,5 @@
 """The walking skeleton end to end: simulator → MQTT → ingest → Kafka → Faust → InfluxDB, real servers;
-every metric family compared with the simulator's ground truth (bottleneck shares not yet, issue #14)."""
+every metric family compared with the simulator's ground truth (tests/truth_figures.py)."""
 
 from __future__ import annotations
 

@@ -3,8 +3,7 @@ replay each recording format with the CLI, and `up --replay`: every metric famil
 
 The comparisons are generic (every measurement, the last value of every field per series) and against the
 simulator's ground truth family by family (tests/truth_figures.py): WIP, departures, dwell and lead time
-with percentiles, station time, holding cost and money tied up. Bottleneck shares are not compared yet
-(their definition is being rewritten, issue #14).
+with percentiles, station time, holding cost and money tied up, bottleneck shares.
 """
 
 from __future__ import annotations

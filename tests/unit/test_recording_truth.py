@@ -93,5 +93,5 @@ def test_any_recording_format_replays_to_ground_truth(
     end = (start + timedelta(seconds=truth.duration)).timestamp()
     at = {line.id: end for line in site.lines}
     assert all(e.state.quality == {} for e in engines.values()), [e.state.quality for e in engines.values()]
-    problems = mismatches(engine_figures(engines, at), truth_figures(truth, site, start, at))
+    problems = mismatches(engine_figures(site, engines, at), truth_figures(truth, site, start, at))
     assert problems == [], "\n".join(problems[:20])
