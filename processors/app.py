@@ -187,8 +187,11 @@ def create_app(settings: Settings, site: Site | None = None, writer: InfluxWrite
     async def publish(touched: dict[bytes, LineEngine], checkpoints: dict[int, int]) -> None:
         """Points to InfluxDB (and wait for them), then each line's state, then the checkpoints."""
         lines: list[str] = []
+        mine = assigned_partitions()
         for engine in touched.values():
-            lines += line_points(engine)
+            # the open period's point is rewritten in place: a worker that lost the line must not write
+            # it, or it could overwrite the new owner's newer one (docs/metrics.md)
+            lines += line_points(engine, open_period=engine.state.partition in mine)
             lines += quality_points(engine, dq_times)
             engine.changes.clear()
         if lines:

@@ -60,11 +60,16 @@ def queue_points(engine: LineEngine, now: float, locations: frozenset[str]) -> l
     ]
 
 
-def line_points(engine: LineEngine) -> list[str]:
-    """The points of the periods closed since ``engine.changes`` was cleared, then the open period's."""
+def line_points(engine: LineEngine, open_period: bool = True) -> list[str]:
+    """The points of the periods closed since ``engine.changes`` was cleared, then the open period's.
+
+    Args:
+        open_period: include the open period's snapshot. Closed periods' points are final and the same
+            whoever writes them; the open period's is provisional, so only the line's owner writes it.
+    """
     out = list(engine.changes.points)
     end = engine.state.period_end
-    if end is not None:
+    if end is not None and open_period:
         out += snapshot_points(engine, end)
     return out
 
