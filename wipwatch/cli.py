@@ -827,6 +827,14 @@ def replay_stack(run_dir: Path, recording: Path, database: str | None) -> tuple[
     return run, database
 
 
+# ---------------------------------------------------------------- benchmark / whatif (issue #17)
+
+from wipwatch.cli_whatif import benchmark, whatif  # noqa: E402 - the commands live apart, registered here
+
+app.command()(benchmark)
+app.command()(whatif)
+
+
 def main() -> None:
     """Console-script entry point."""
     try:
