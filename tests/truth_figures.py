@@ -12,7 +12,7 @@ point for InfluxDB. The ground truth's bottleneck shares are the active-period m
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -171,3 +171,17 @@ def mismatches(got: Figures, want: Figures) -> list[str]:
         if not ok:
             problems.append(f"{key}: got {a}, want {b}")
     return problems
+
+
+def influx_is_truth(
+    site: Site, truth: GroundTruth, start: datetime, at: Mapping[str, float]
+) -> Callable[[Mapping[str, Any]], bool]:
+    """A condition on ``last_values``: every family in InfluxDB equals the truth. Wait on this, not on WIP
+    alone: WIP can equal the final WIP while the last seconds of events still wait for the lateness (a
+    part out of and another into each location nets to zero), and the other families are then short."""
+    want = truth_figures(truth, site, start, at)
+
+    def done(state: Mapping[str, Any]) -> bool:
+        return bool(state.get("wip")) and not mismatches(influx_figures(site, state), want)
+
+    return done

@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaConsumer
 from tests.conftest import EXAMPLE_SITE, stack_env, stack_settings
 from tests.pipeline_rig import last_point_times, settled_state
 from tests.polling import eventually
-from tests.truth_figures import influx_figures, mismatches, truth_figures
+from tests.truth_figures import influx_figures, influx_is_truth, mismatches, truth_figures
 from wipwatch.cli import wip_snapshot
 from wipwatch.events import Event
 from wipwatch.influx import InfluxTarget
@@ -116,8 +116,8 @@ def test_wip_in_influx_equals_simulator_truth(
     assert letters[0]["reason"].startswith("not JSON")
 
     # every metric family, not only WIP, equals the ground truth (tests/truth_figures.py)
-    state = settled_state(InfluxTarget.from_settings(settings), workers, lambda _s: True, 60)
-    problems = mismatches(
-        influx_figures(site, state), truth_figures(truth, site, start, last_point_times(events))
-    )
+    at = last_point_times(events)
+    done = influx_is_truth(site, truth, start, at)
+    state = settled_state(InfluxTarget.from_settings(settings), workers, done, 60)
+    problems = mismatches(influx_figures(site, state), truth_figures(truth, site, start, at))
     assert problems == [], "\n".join(problems[:30])

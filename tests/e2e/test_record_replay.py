@@ -19,7 +19,7 @@ import pytest
 from tests.conftest import EXAMPLE_SITE, stack_settings
 from tests.pipeline_rig import last_point_times, pipeline, settled_state
 from tests.polling import eventually
-from tests.truth_figures import influx_figures, mismatches, truth_figures
+from tests.truth_figures import influx_figures, influx_is_truth, mismatches, truth_figures
 from wipwatch.cli import wip_snapshot
 from wipwatch.errors import ServiceError
 from wipwatch.events import Event
@@ -51,16 +51,9 @@ def assert_every_family_is_truth(
     assert problems == [], "\n".join(problems[:30])
 
 
-def wip_is(truth: GroundTruth) -> Any:
-    """A ``settled_state`` condition: every location's WIP in InfluxDB equals the truth."""
-
-    def done(state: State) -> bool:
-        got = {
-            f"{dict(t)['line']}/{dict(t)['location']}": f["parts"] for t, f in state.get("wip", {}).items()
-        }
-        return bool(got) and all(got.get(key, 0) == n for key, n in truth.wip.items())
-
-    return done
+def truth_reached(site: Site, truth: GroundTruth, start: datetime, events: list[Event]) -> Any:
+    """A ``settled_state`` condition: every metric family in InfluxDB equals the truth."""
+    return influx_is_truth(site, truth, start, last_point_times(events))
 
 
 def test_replay_at_max_into_a_fresh_stack_reproduces_every_metric(stack: NativeStack, tmp_path: Path) -> None:
@@ -101,11 +94,8 @@ def test_replay_at_max_into_a_fresh_stack_reproduces_every_metric(stack: NativeS
         }
         assert any(expected_wip.values()), "a run that ends with an empty line proves little"
 
-        def wip_matches_truth(_state: State) -> bool:
-            snapshot = wip_snapshot(settings_a)
-            return {f"{x['line']}/{x['location']}": x["wip"] for x in snapshot["locations"]} == expected_wip
-
-        original = settled_state(InfluxTarget.from_settings(settings_a), workers_a, wip_matches_truth, 180)
+        done = truth_reached(site, truth, start, events)
+        original = settled_state(InfluxTarget.from_settings(settings_a), workers_a, done, 180)
     assert original.get("wip"), f"no wip series in the original run: {sorted(original)}"
     assert_every_family_is_truth(site, original, truth, start, events)
 
@@ -170,7 +160,8 @@ def test_replay_cli_of_each_format_gives_the_ground_truth(
         assert done.returncode == 0, done.stderr
         assert f"replayed {truth.events} messages ({fmt})" in done.stderr
         assert "0 skipped" in done.stderr
-        state = settled_state(InfluxTarget.from_settings(settings), workers, wip_is(truth), 240)
+        done = truth_reached(site, truth, start, events)
+        state = settled_state(InfluxTarget.from_settings(settings), workers, done, 240)
         assert state.get("data_quality", {}) == {}, "no departure without arrival, nothing late"
     assert_every_family_is_truth(site, state, truth, start, events)
 
@@ -224,7 +215,7 @@ def test_up_replay_fills_its_own_database_in_a_fresh_stack(tmp_path: Path) -> No
         )
         assert "site from the recording's header" in up.log_tail(200)
         target = InfluxTarget.from_settings(settings)
-        state = settled_state(target, [up], wip_is(truth), 120)
+        state = settled_state(target, [up], truth_reached(site, truth, start, events), 120)
         assert_every_family_is_truth(site, state, truth, start, events)
         databases = {v[0] for s in query(target, "SHOW DATABASES") for v in s.get("values", [])}
         assert "shift-1125" in databases

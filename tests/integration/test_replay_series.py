@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.pipeline_rig import Points, all_points, last_point_times, pipeline, settled_state
-from tests.truth_figures import influx_figures, mismatches, truth_figures
+from tests.truth_figures import influx_figures, influx_is_truth, mismatches, truth_figures
 from wipwatch.events import Event
 from wipwatch.influx import InfluxTarget
 from wipwatch.mqtt import MqttPublisher
@@ -34,7 +34,13 @@ START = datetime(2026, 11, 25, 6, 0, tzinfo=UTC)
 
 
 def replayed_points(
-    tmp_path: Path, name: str, recording: Path, speed: float | None, site: Site, truth: GroundTruth
+    tmp_path: Path,
+    name: str,
+    recording: Path,
+    speed: float | None,
+    site: Site,
+    truth: GroundTruth,
+    events: list[Event],
 ) -> Points:
     stack = NativeStack(tmp_path / f"stack-{name}", Ports.free())
     with stack.running():
@@ -51,14 +57,8 @@ def replayed_points(
             assert result.skipped == [] and result.published == truth.events
             target = InfluxTarget.from_settings(settings)
 
-            def wip_is_truth(state: dict) -> bool:
-                got = {
-                    f"{dict(t)['line']}/{dict(t)['location']}": f["parts"]
-                    for t, f in state.get("wip", {}).items()
-                }
-                return bool(got) and all(got.get(key, 0) == n for key, n in truth.wip.items())
-
-            settled_state(target, workers, wip_is_truth, 240)
+            done = influx_is_truth(site, truth, START, last_point_times(events))
+            settled_state(target, workers, done, 240)
             return all_points(target)
 
 
@@ -75,8 +75,8 @@ def test_max_and_paced_replays_write_identical_series(tmp_path: Path) -> None:
         truth = simulate_site(site, sink, seed=3, duration=3600, start=START)
     assert any(e.time.microsecond == 0 for e in events), "whole-second events are the probe's case"
 
-    at_max = replayed_points(tmp_path, "max", recording, None, site, truth)
-    paced = replayed_points(tmp_path, "paced", recording, 240.0, site, truth)
+    at_max = replayed_points(tmp_path, "max", recording, None, site, truth, events)
+    paced = replayed_points(tmp_path, "paced", recording, 240.0, site, truth, events)
 
     assert at_max.keys() == paced.keys(), sorted(at_max.keys() ^ paced.keys())[:10]
     differing = [key for key in at_max if at_max[key] != paced[key]]
