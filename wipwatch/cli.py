@@ -12,8 +12,9 @@ import re
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlparse
@@ -389,7 +390,9 @@ def board(
         target = InfluxTarget.from_settings(settings, detect=False)
     source = SnapshotSource(site_model, target, stale_after)
     console.print(f"wipwatch board: http://{settings.board_host}:{settings.board_port}/  (Ctrl-C stops it)")
-    serve(source, settings.board_host, settings.board_port, settings.board_interval)
+    serve(
+        source, settings.board_host, settings.board_port, settings.board_interval, settings.board_max_streams
+    )
 
 
 # ---------------------------------------------------------------- up
@@ -431,16 +434,24 @@ def up(
 
     With ``--replay`` the site is the recording's: ``--site`` (or ``WIPWATCH_SITE_FILE``) is checked
     against the recording's events, else the default site file or an ``examples/`` site that describes
-    them is chosen; a recording no site file describes is refused before anything starts.
+    them is chosen; a recording no site file describes, or with unreadable lines (unless
+    ``--tolerate-skipped``), is refused before anything starts. "replay finished" is printed only once
+    ingest has accepted every event of the recording.
+
+    A crashed child is restarted with back-off while the others keep running; a child that keeps
+    crashing (more than 5 times in a minute) or a server that dies stops everything, exit code 1.
     """
     from wipwatch.ingest import read_status, wait_subscribed
-    from wipwatch.services import NativeStack, Ports, python_module_argv, spawn
+    from wipwatch.services import NativeStack, Ports, python_module_argv
+    from wipwatch.supervisor import ChildSpec, Supervisor, SupervisorGaveUp
 
     settings = load_settings(site_file=site, run_dir=run_dir, influx_db=database)
+    real_speed = parse_speed(speed)
     expected_events = 0
     run = settings.run_dir.resolve()
     if replay_file is not None:
-        chosen = replay_site(replay_file, site, settings.site_file)  # refuses before anything starts
+        # refuses before anything starts
+        chosen = replay_site(replay_file, site, settings.site_file, tolerate_skipped)
         expected_events = chosen.events
         run, database = replay_stack(run, replay_file, database)
         run.mkdir(parents=True, exist_ok=True)
@@ -448,9 +459,10 @@ def up(
     load_site(settings.site_file)
     ports = Ports(settings.mqtt_port, _port_of(settings.kafka_bootstrap), _port_of(settings.influx_url))
     stack = NativeStack(run / "stack", ports, settings.influx_db)
-    children = []
+    supervisor = Supervisor(run / "logs", status_file=run / "status" / "up.json")
     stop_requested = {"signal": 0}
-    failed = False
+    failure: str | None = None
+    incomplete: str | None = None
 
     def request_stop(signum: int, _frame: Any) -> None:
         stop_requested["signal"] = signum
@@ -467,26 +479,26 @@ def up(
             "WIPWATCH_INFLUX_URL": stack.influx_url,
             "WIPWATCH_INFLUX_DB": settings.influx_db,
         }
-        logs = run / "logs"
-        ingest_child = spawn("ingest", python_module_argv("ingest"), logs, env)
-        children.append(ingest_child)
+        simulating = replay_file is None and not no_simulator
+        if simulating and (real_speed is None or real_speed > 1):
+            # a simulation faster than the clock runs ahead of it on purpose (docs/events.md)
+            env["WIPWATCH_MAX_CLOCK_AHEAD_S"] = "inf"
+        ingest_child = supervisor.start(ChildSpec("ingest", python_module_argv("ingest"), env))
         wait_subscribed(ingest_child, run, settings.ingest_client_id)
-        children.append(spawn("processors", python_module_argv("process"), logs, env))
-        finite = None  # a child that may finish: the replay
+        supervisor.start(ChildSpec("processors", python_module_argv("process"), env))
         if replay_file is not None:
             argv = python_module_argv("replay", str(replay_file.resolve()), "--speed", speed)
-            if tolerate_skipped:
-                argv.append("--tolerate-skipped")
-            finite = spawn("replay", argv, logs, env)
-            children.append(finite)
-        elif not no_simulator:
-            sim = python_module_argv("simulate", "--speed", speed, "--seed", str(seed))
-            children.append(spawn("simulator", sim, logs, env))
+            # up read the whole file already and refused unreadable lines unless tolerated: the child must
+            # not exit 1 for them, or the supervisor would restart it and replay everything again
+            argv.append("--tolerate-skipped")
+            supervisor.start(ChildSpec("replay", argv, env, finite=True))
+        elif simulating:
+            supervisor.start(ChildSpec("simulator", _simulator_argv(speed, real_speed, seed), env))
         board_argv = python_module_argv("board", "--port", str(settings.board_port))
-        children.append(spawn("board", board_argv, logs, env))
-        children[-1].address = f"http://{settings.board_host}:{settings.board_port}/"
+        board_child = supervisor.start(ChildSpec("board", board_argv, env))
+        board_child.address = f"http://{settings.board_host}:{settings.board_port}/"
         table = Table(title="wipwatch is up", show_header=False)
-        for child in [*stack.children.values(), *children]:
+        for child in [*stack.children.values(), *supervisor.children.values()]:
             table.add_row(child.name, f"pid {child.pid}", child.address or f"log {child.log_path}")
         console.print(table)
         console.print(f"Live board: [bold]http://{settings.board_host}:{settings.board_port}/[/]")
@@ -497,10 +509,16 @@ def up(
         console.print("Ctrl-C stops everything.")
         counting_since: float | None = None  # the replay is done: wait for ingest to count its events
         while not stop_requested["signal"]:
-            if finite is not None and not finite.alive() and finite.process.returncode == 0:
-                children.remove(finite)
-                finite = None
-                counting_since = time.monotonic()
+            try:
+                notes = supervisor.poll()
+            except SupervisorGaveUp as exc:
+                failure = str(exc)
+                break
+            for note in notes:
+                if note == "replay finished":
+                    counting_since = time.monotonic()
+                else:  # a crash or a restart
+                    err_console.print(note, markup=False, highlight=False)
             if counting_since is not None:
                 verdict = _replay_counted(
                     read_status(run, settings.ingest_client_id), expected_events, counting_since
@@ -510,28 +528,26 @@ def up(
                     if verdict.startswith("replay finished"):
                         console.print(f"{verdict}; the stack stays up for review until Ctrl-C")
                     else:
-                        failed = True
+                        incomplete = verdict
                         err_console.print(
                             f"{verdict}; the stack stays up for review until Ctrl-C (exit code 1)",
                             markup=False,
                             highlight=False,
                         )
-            dead = [c for c in children if not c.alive()]
+            dead = [c for c in stack.children.values() if not c.alive()]
             if dead:
-                failed = True
-                err_console.print(
-                    f"{dead[0].name} exited (code {dead[0].process.returncode}); log {dead[0].log_path}"
-                )
+                failure = f"{dead[0].name} exited (code {dead[0].process.returncode}); log {dead[0].log_path}"
                 break
             time.sleep(0.2)
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        for child in reversed(children):
-            child.stop()
+        supervisor.stop_all()
         stack.stop()
         console.print("stopped every child process")
-    if failed:
-        raise typer.Exit(1)
+    if failure is not None:
+        raise ServiceError(f"up stopped: {failure}")
+    if incomplete is not None:
+        raise WipwatchError(incomplete)
 
 
 #: How long ``up --replay`` waits after the replay for ingest to have counted every event.
@@ -572,7 +588,9 @@ class ReplaySite:
         return path
 
 
-def replay_site(recording: Path, site_option: Path | None, default_site: Path) -> ReplaySite:
+def replay_site(
+    recording: Path, site_option: Path | None, default_site: Path, tolerate_skipped: bool = False
+) -> ReplaySite:
     """The site of ``up --replay`` and the number of event messages ingest will be given.
 
     ``--site`` or ``WIPWATCH_SITE_FILE`` is the user's choice and only checked. Otherwise, in this order:
@@ -582,7 +600,8 @@ def replay_site(recording: Path, site_option: Path | None, default_site: Path) -
     equally are refused as ambiguous.
 
     Raises:
-        RecordingError: the recording is unreadable, holds no event, or no site file describes it.
+        RecordingError: the recording is unreadable, has unreadable lines (unless ``tolerate_skipped``),
+            holds no event, or no site file describes it.
         SiteFileError: the chosen site file is not valid.
     """
     import os
@@ -599,6 +618,11 @@ def replay_site(recording: Path, site_option: Path | None, default_site: Path) -
     contents = survey(reader)
     if contents.events == 0 and contents.skipped:
         raise RecordingError(f"{recording}: no readable message; {contents.skipped[0]}")
+    if contents.skipped and not tolerate_skipped:
+        raise RecordingError(
+            f"{recording}: {len(contents.skipped)} unreadable line(s), first {contents.skipped[0]}; "
+            "the replay would be incomplete (--tolerate-skipped accepts that)"
+        )
     candidates: list[SiteCandidate] = []
     origin: dict[int, tuple[Path | None, str | None]] = {}
 
@@ -631,6 +655,23 @@ def replay_site(recording: Path, site_option: Path | None, default_site: Path) -
     path, text = origin[next(i for i, c in enumerate(candidates) if c is chosen)]
     console.print(f"replaying {recording} for site {chosen.site.site!r} (site from {chosen.source})")
     return ReplaySite(path, text, chosen.site.site, chosen.source, contents.events)
+
+
+def _simulator_argv(speed: str, real_speed: float | None, seed: int) -> Callable[[], list[str]]:
+    """The simulator's argv, built at each (re)start: a restart goes on at the simulated time reached
+    (at ``max`` speed that time is unknown; it goes on at the wall clock's)."""
+    began = time.time()
+
+    def argv() -> list[str]:
+        from wipwatch.services import python_module_argv
+
+        elapsed = time.time() - began
+        simulated = elapsed * (real_speed or 1.0)
+        start = datetime.fromtimestamp(began + simulated, tz=UTC).replace(microsecond=0)
+        args = ["simulate", "--speed", speed, "--seed", str(seed), "--start", start.isoformat()]
+        return python_module_argv(*args)
+
+    return argv
 
 
 # ---------------------------------------------------------------- record / replay (issue #7)
