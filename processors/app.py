@@ -38,7 +38,7 @@ from wipwatch.kafka import ensure_event_topics
 from wipwatch.processors.alert_delivery import delivery_from_settings
 from wipwatch.processors.exactly_once import Decision, ExactlyOnce, checkpoint_key, encode_checkpoint
 from wipwatch.processors.metrics.line_state import EngineConfig, LineEngine
-from wipwatch.processors.points import line_points, quality_points
+from wipwatch.processors.points import collect_points, line_points, quality_points
 from wipwatch.services import KAFKA_MAX_MESSAGE_BYTES
 from wipwatch.settings import Settings
 from wipwatch.site import Site, load_site
@@ -73,6 +73,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         growth_window_s=settings.processor_growth_window_s,
         dedup_horizon_s=settings.processor_dedup_horizon_s,
         dedup_max_ids=settings.processor_dedup_max_ids,
+        point_interval_s=settings.processor_point_interval_s,
         max_ahead_s=settings.max_clock_ahead_s,
     )
 
@@ -154,9 +155,9 @@ def create_app(settings: Settings, site: Site | None = None, writer: InfluxWrite
         line = site.line(line_id)
         log.info("owns line=%s loaded=%s", line_id, blob is not None)
         engine = (
-            LineEngine.load(line, site.site, config, blob, rules)
+            LineEngine.load(line, site.site, config, blob, rules=rules, on_snapshot=collect_points)
             if blob
-            else LineEngine(line, site.site, config, rules=rules)
+            else LineEngine(line, site.site, config, rules=rules, on_snapshot=collect_points)
         )
         cache[key] = _Cached(engine, blob, time.monotonic())
         return engine
@@ -224,8 +225,11 @@ def create_app(settings: Settings, site: Site | None = None, writer: InfluxWrite
     async def publish(touched: dict[bytes, LineEngine], checkpoints: dict[int, int]) -> None:
         """Points to InfluxDB (and wait for them), then each line's state, then the checkpoints."""
         lines: list[str] = []
+        mine = assigned_partitions()
         for engine in touched.values():
-            lines += line_points(engine)
+            # the open period's point is rewritten in place: a worker that lost the line must not write
+            # it, or it could overwrite the new owner's newer one (docs/metrics.md)
+            lines += line_points(engine, open_period=engine.state.partition in mine)
             lines += quality_points(engine, dq_times)
             engine.changes.clear()
         if lines:

@@ -13,12 +13,14 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlparse
 
 import typer
+import yaml
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -99,8 +101,12 @@ def simulate(
     truth: Annotated[Path | None, typer.Option(help="write the ground truth here as JSON")] = None,
     dry_run: Annotated[
         Path | None,
+        typer.Option("--dry-run", help="write events to this recording file (see --format), not MQTT"),
+    ] = None,
+    fmt: Annotated[
+        str | None,
         typer.Option(
-            "--dry-run", help="write events to this JSON-lines file (mosquitto_sub -F %j style), not MQTT"
+            "--format", help="--dry-run file format: jsonl (default; mosquitto_sub -F %j), native (gzip), csv"
         ),
     ] = None,
     mqtt_port: Annotated[int | None, typer.Option(help="MQTT broker port")] = None,
@@ -125,11 +131,18 @@ def simulate(
         raise typer.BadParameter("--duration must be longer than 0")
     if dry_run is not None and seconds is None:
         raise typer.BadParameter("--dry-run needs --duration (a file cannot take events forever)")
+    if fmt is not None and dry_run is None:
+        raise typer.BadParameter("--format is the format of the --dry-run file; give --dry-run FILE too")
     real_speed = None if dry_run is not None else parse_speed(speed)
     if dry_run is not None:
-        from wipwatch.simulators.recording import JsonLinesSink
+        fmt = fmt or "jsonl"
+        from wipwatch.recorder.formats import WRITE_FORMATS, RecordingWriter, site_header
 
-        sink: Any = JsonLinesSink(dry_run)
+        if fmt not in WRITE_FORMATS:
+            raise typer.BadParameter(f"--format must be one of {', '.join(WRITE_FORMATS)}, got {fmt!r}")
+        # the recorder's own writer: a dry run is a recording every wipwatch command reads back, and a
+        # native one carries its site for `up --replay`
+        sink: Any = RecordingWriter(dry_run, fmt, site_header(settings.site_file, scenario))
     else:
         from wipwatch.mqtt import MqttPublisher
 
@@ -428,23 +441,37 @@ def up(
             help="also run Prometheus Alertmanager with this config, e.g. examples/alertmanager.yml"
         ),
     ] = None,
+    tolerate_skipped: Annotated[
+        bool, typer.Option("--tolerate-skipped", help="with --replay: accept unreadable lines (listed)")
+    ] = False,
 ) -> None:
     """Run the embedded default stack: mosquitto, Kafka, InfluxDB, ingest, processors and a simulator.
+
+    With ``--replay`` the site is the recording's: ``--site`` (or ``WIPWATCH_SITE_FILE``) is checked
+    against the recording's events, else the default site file or an ``examples/`` site that describes
+    them is chosen; a recording no site file describes, or with unreadable lines (unless
+    ``--tolerate-skipped``), is refused before anything starts. "replay finished" is printed only once
+    ingest has accepted every event of the recording.
 
     A crashed child is restarted with back-off while the others keep running; a child that keeps
     crashing (more than 5 times in a minute) or a server that dies stops everything, exit code 1.
     """
-    from wipwatch.ingest import wait_subscribed
+    from wipwatch.ingest import read_status, wait_subscribed
     from wipwatch.services import NativeStack, Ports, python_module_argv
     from wipwatch.supervisor import ChildSpec, Supervisor, SupervisorGaveUp
 
     settings = load_settings(site_file=site, run_dir=run_dir, influx_db=database)
-    load_site(settings.site_file)
     real_speed = parse_speed(speed)
+    expected_events = 0
     run = settings.run_dir.resolve()
     if replay_file is not None:
+        # refuses before anything starts
+        chosen = replay_site(replay_file, site, settings.site_file, tolerate_skipped)
+        expected_events = chosen.events
         run, database = replay_stack(run, replay_file, database)
-        settings = settings.with_overrides(influx_db=database)
+        run.mkdir(parents=True, exist_ok=True)
+        settings = settings.with_overrides(influx_db=database, site_file=chosen.materialise(run))
+    load_site(settings.site_file)
     ports = Ports(settings.mqtt_port, _port_of(settings.kafka_bootstrap), _port_of(settings.influx_url))
     stack = NativeStack(run / "stack", ports, settings.influx_db)
     if alertmanager is not None:  # docs/alerts.md; port from WIPWATCH_ALERTMANAGER_URL, else 19093
@@ -453,6 +480,7 @@ def up(
     supervisor = Supervisor(run / "logs", status_file=run / "status" / "up.json")
     stop_requested = {"signal": 0}
     failure: str | None = None
+    incomplete: str | None = None
 
     def request_stop(signum: int, _frame: Any) -> None:
         stop_requested["signal"] = signum
@@ -480,6 +508,9 @@ def up(
         supervisor.start(ChildSpec("processors", python_module_argv("process"), env))
         if replay_file is not None:
             argv = python_module_argv("replay", str(replay_file.resolve()), "--speed", speed)
+            # up read the whole file already and refused unreadable lines unless tolerated: the child must
+            # not exit 1 for them, or the supervisor would restart it and replay everything again
+            argv.append("--tolerate-skipped")
             supervisor.start(ChildSpec("replay", argv, env, finite=True))
         elif simulating:
             supervisor.start(ChildSpec("simulator", _simulator_argv(speed, real_speed, seed), env))
@@ -497,6 +528,7 @@ def up(
         )
         console.print("Ctrl-C stops everything.")
         disk_at = time.monotonic() + 60
+        counting_since: float | None = None  # the replay is done: wait for ingest to count its events
         while not stop_requested["signal"]:
             if time.monotonic() >= disk_at:
                 _report_disk(stack, run / "status" / "disk.json")
@@ -508,9 +540,24 @@ def up(
                 break
             for note in notes:
                 if note == "replay finished":
-                    console.print("replay finished; the stack stays up for review until Ctrl-C")
+                    counting_since = time.monotonic()
                 else:  # a crash or a restart
                     err_console.print(note, markup=False, highlight=False)
+            if counting_since is not None:
+                verdict = _replay_counted(
+                    read_status(run, settings.ingest_client_id), expected_events, counting_since
+                )
+                if verdict is not None:
+                    counting_since = None
+                    if verdict.startswith("replay finished"):
+                        console.print(f"{verdict}; the stack stays up for review until Ctrl-C")
+                    else:
+                        incomplete = verdict
+                        err_console.print(
+                            f"{verdict}; the stack stays up for review until Ctrl-C (exit code 1)",
+                            markup=False,
+                            highlight=False,
+                        )
             dead = [c for c in stack.children.values() if not c.alive()]
             if dead:
                 failure = f"{dead[0].name} exited (code {dead[0].process.returncode}); log {dead[0].log_path}"
@@ -523,6 +570,115 @@ def up(
         console.print("stopped every child process")
     if failure is not None:
         raise ServiceError(f"up stopped: {failure}")
+    if incomplete is not None:
+        raise WipwatchError(incomplete)
+
+
+#: How long ``up --replay`` waits after the replay for ingest to have counted every event.
+_COUNT_WAIT_S = 120.0
+
+
+def _replay_counted(status: dict[str, Any] | None, expected: int, since: float) -> str | None:
+    """The verdict on a finished replay from ingest's counts; None while ingest is still counting."""
+    counts = status or {}
+    accepted, rejected = int(counts.get("accepted", 0)), int(counts.get("rejected", 0))
+    if accepted == expected and rejected == 0:
+        return f"replay finished: ingest accepted all {expected} events"
+    if accepted + rejected < expected and time.monotonic() - since < _COUNT_WAIT_S:
+        return None
+    reasons = ", ".join(f"{k}: {v}" for k, v in sorted((counts.get("reasons") or {}).items()))
+    return (
+        f"replay incomplete: ingest accepted {accepted} and rejected {rejected} of the recording's "
+        f"{expected} events" + (f" ({reasons}; see the dead-letter topic)" if reasons else "")
+    )
+
+
+@dataclass
+class ReplaySite:
+    """The site ``up --replay`` runs with: a site file, or the text of one from the recording's header."""
+
+    path: Path | None
+    yaml: str | None
+    site_id: str
+    source: str
+    events: int
+
+    def materialise(self, run_dir: Path) -> Path:
+        """The site file path; a site from the recording's header is written into ``run_dir`` first."""
+        if self.path is not None:
+            return self.path
+        path = run_dir / "site-from-recording.yaml"
+        path.write_text(self.yaml or "", encoding="utf-8")
+        return path
+
+
+def replay_site(
+    recording: Path, site_option: Path | None, default_site: Path, tolerate_skipped: bool = False
+) -> ReplaySite:
+    """The site of ``up --replay`` and the number of event messages ingest will be given.
+
+    ``--site`` or ``WIPWATCH_SITE_FILE`` is the user's choice and only checked. Otherwise, in this order:
+    the site embedded in the recording's header (``simulate --dry-run`` and ``record --site`` write it
+    into ``native`` recordings), the site file the header names, the default site file, the
+    ``examples/`` sites; the first describing most events wins, and two different guesses that fit
+    equally are refused as ambiguous.
+
+    Raises:
+        RecordingError: the recording is unreadable, has unreadable lines (unless ``tolerate_skipped``),
+            holds no event, or no site file describes it.
+        SiteFileError: the chosen site file is not valid.
+    """
+    import os
+
+    from wipwatch.errors import RecordingError, SiteFileError
+    from wipwatch.recorder.formats import read_recording
+    from wipwatch.recorder.replay import SiteCandidate, site_for_recording, survey
+    from wipwatch.settings import REPO_ROOT
+    from wipwatch.site import Site, parse_site
+
+    if not recording.is_file():
+        raise typer.BadParameter(f"--replay {recording}: no such file")
+    reader = read_recording(recording)
+    contents = survey(reader)
+    if contents.events == 0 and contents.skipped:
+        raise RecordingError(f"{recording}: no readable message; {contents.skipped[0]}")
+    if contents.skipped and not tolerate_skipped:
+        raise RecordingError(
+            f"{recording}: {len(contents.skipped)} unreadable line(s), first {contents.skipped[0]}; "
+            "the replay would be incomplete (--tolerate-skipped accepts that)"
+        )
+    candidates: list[SiteCandidate] = []
+    origin: dict[int, tuple[Path | None, str | None]] = {}
+
+    def add(source: str, site_model: Site, path: Path | None, text: str | None, guess: bool) -> None:
+        origin[len(candidates)] = (path, text)
+        candidates.append(SiteCandidate(source, site_model, guess))
+
+    if site_option is not None or "WIPWATCH_SITE_FILE" in os.environ:
+        add(str(default_site), load_site(default_site), default_site, None, False)
+    else:
+        header = reader.header or {}
+        if isinstance(header.get("site_yaml"), str):
+            try:
+                embedded = parse_site(yaml.safe_load(header["site_yaml"]), f"{recording} (header)")
+                add("the recording's header", embedded, None, header["site_yaml"], False)
+            except (SiteFileError, yaml.YAMLError) as exc:
+                err_console.print(f"ignoring the site in {recording}'s header: {exc}", markup=False)
+        files = [Path(header["site_file"])] if isinstance(header.get("site_file"), str) else []
+        files += [default_site, *sorted((REPO_ROOT / "examples").glob("*.yaml"))]
+        seen: set[Path] = set()
+        for index, file in enumerate(files):
+            if not file.is_file() or file.resolve() in seen:
+                continue
+            seen.add(file.resolve())
+            try:
+                add(str(file), load_site(file), file, None, guess=index > 0 or not header.get("site_file"))
+            except SiteFileError:
+                continue
+    chosen = site_for_recording(recording, contents, candidates)
+    path, text = origin[next(i for i, c in enumerate(candidates) if c is chosen)]
+    console.print(f"replaying {recording} for site {chosen.site.site!r} (site from {chosen.source})")
+    return ReplaySite(path, text, chosen.site.site, chosen.source, contents.events)
 
 
 def _report_disk(stack: Any, status_file: Path) -> None:
@@ -552,6 +708,9 @@ def _simulator_argv(speed: str, real_speed: float | None, seed: int) -> Callable
 
 # ---------------------------------------------------------------- record / replay (issue #7)
 
+#: Skipped lines listed one by one at the end of a replay; the rest are counted.
+_SKIPS_LISTED = 20
+
 
 def parse_time_point(text: str) -> Any:
     """A replay bound: ISO 8601 with timezone (absolute), or a duration after the recording's start."""
@@ -580,18 +739,24 @@ def record(
     fmt: Annotated[str, typer.Option("--format", help="native (gzip JSON lines), csv or jsonl")] = "native",
     mqtt_port: Annotated[int | None, typer.Option(help="MQTT broker port")] = None,
     client_id: Annotated[str, typer.Option(help="MQTT client id (persistent session)")] = "wipwatch-recorder",
+    site: Annotated[
+        Path | None,
+        typer.Option("--site", help="site file of the recorded events, kept in a native recording's header"),
+    ] = None,
 ) -> None:
     """Record MQTT messages (receive time, topic, QoS, payload) to a file until Ctrl-C or --duration."""
     from rich.live import Live
 
-    from wipwatch.recorder.formats import WRITE_FORMATS, RecordingWriter
+    from wipwatch.recorder.formats import WRITE_FORMATS, RecordingWriter, site_header
     from wipwatch.recorder.record import DEFAULT_TOPICS, Recorder
 
     if fmt not in WRITE_FORMATS:
         raise typer.BadParameter(f"--format must be one of {', '.join(WRITE_FORMATS)}, got {fmt!r}")
     seconds = parse_duration(duration) if duration else None
     settings = load_settings(mqtt_port=mqtt_port)
-    writer = RecordingWriter(out, fmt)
+    if site is not None:
+        load_site(site)  # a broken site file fails now, not at replay
+    writer = RecordingWriter(out, fmt, site_header(site) if site is not None else None)
     recorder = Recorder(
         writer, settings.mqtt_host, settings.mqtt_port, topics or DEFAULT_TOPICS, client_id, settings.mqtt_qos
     )
@@ -620,6 +785,11 @@ def record(
     finally:
         recorder.close()
     err_console.print(f"recorded {writer.messages} messages to {out}")
+    if writer.lossy:
+        err_console.print(
+            f"warning: {writer.lossy} payloads were not UTF-8 and are stored with replacement characters "
+            "(csv keeps text only; use --format native or jsonl for binary payloads)"
+        )
 
 
 @app.command()
@@ -637,10 +807,20 @@ def replay(
         str | None, typer.Option("--to", help="end (exclusive): ISO time or offset like 3h")
     ] = None,
     loop: Annotated[bool, typer.Option("--loop", help="start over at the end until Ctrl-C")] = False,
+    tolerate_skipped: Annotated[
+        bool,
+        typer.Option(
+            "--tolerate-skipped", help="exit 0 even if unreadable lines were skipped (they are still listed)"
+        ),
+    ] = False,
     mqtt_port: Annotated[int | None, typer.Option(help="MQTT broker port")] = None,
     client_id: Annotated[str, typer.Option(help="MQTT client id")] = "wipwatch-replay",
 ) -> None:
-    """Publish a recording again (QoS 1), payloads and event times unchanged."""
+    """Publish a recording again (QoS 1), payloads and event times unchanged.
+
+    Exits 1 if any line of the file could not be read (each is listed with its line number), unless
+    ``--tolerate-skipped``.
+    """
     import threading
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -680,14 +860,22 @@ def replay(
             result = run_replay(reader, publisher.publish, factor, start, end, loop, stop, progress)
     finally:
         publisher.close()
-    for skip in result.skipped:
+    for skip in result.skipped[:_SKIPS_LISTED]:
         err_console.print(f"skipped {file}: {skip}", markup=False, highlight=False)
+    if len(result.skipped) > _SKIPS_LISTED:
+        more = len(result.skipped) - _SKIPS_LISTED
+        err_console.print(f"skipped {file}: ... and {more} more", markup=False, highlight=False)
     err_console.print(
         f"replayed {result.published} messages ({result.format}) in {result.seconds:.1f}s; "
         f"{len(result.skipped)} skipped, {result.outside_window} outside --from/--to",
         markup=False,
         highlight=False,
     )
+    if result.skipped and not tolerate_skipped:
+        raise RecordingError(
+            f"{file}: {len(result.skipped)} unreadable line(s) skipped, first {result.skipped[0]}; "
+            "the replay is incomplete (--tolerate-skipped accepts that)"
+        )
 
 
 def replay_stack(run_dir: Path, recording: Path, database: str | None) -> tuple[Path, str]:

@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     #: Event ids remembered per line for de-duplication: this much event time, at most this many.
     processor_dedup_horizon_s: float = Field(3600.0, ge=0)
     processor_dedup_max_ids: int = Field(20_000, ge=1)
+    #: Event-time resolution of the points: each line's figures once per this many seconds of event time
+    #: (docs/metrics.md, "When points are written"); the same at any replay speed.
+    processor_point_interval_s: float = Field(60.0, gt=0)
     #: Kafka consumer-group session timeout: how soon a dead worker's partitions move to the others.
     processor_session_timeout_s: float = Field(10.0, ge=6, le=300)
 

@@ -128,6 +128,7 @@ class SnapshotSource:
         self.stale_after_s = stale_after_s
         self._clock = clock
         self._data_time_us: int | None = None
+        self._fingerprint: int | None = None
         self._advanced_at: float | None = None
 
     def influx_up(self) -> bool:
@@ -180,8 +181,11 @@ class SnapshotSource:
                 log.warning("trend query failed error=%s", exc)
                 error = INFLUX_ERROR
         now = self._clock()
-        if latest_us is not None and latest_us != self._data_time_us:
-            self._data_time_us, self._advanced_at = latest_us, now
+        # the newest point is rewritten in place until its event-time period closes (docs/metrics.md,
+        # "When points are written"): data advanced when any figure changed, not only the newest time
+        fingerprint = hash(repr(sorted((m, repr(rows)) for m, rows in data.items())))
+        if latest_us is not None and (latest_us, fingerprint) != (self._data_time_us, self._fingerprint):
+            self._data_time_us, self._fingerprint, self._advanced_at = latest_us, fingerprint, now
         alerts = self._alerts(data["alerts"])
         lines = [self._line(line.id, data, trends, alerts) for line in self.site.lines]
         tied = [loc["value"] for line in lines for loc in line["locations"] if loc["value"] is not None]

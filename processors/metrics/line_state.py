@@ -13,6 +13,16 @@ silently dropped or placed in the past. Events with the same id as one seen with
 horizon are ignored and counted as ``duplicate``. A departure of a part that is not at the location is
 ``departure without arrival`` and changes nothing: WIP is never clamped.
 
+Points in event time: the line's time is cut into periods of ``point_interval_s`` (aligned to the unix
+epoch, so 60 s periods end on whole minutes). A period with at least one event applied is *open* until
+an event later than its end is applied; then it is *closed*, and ``on_snapshot(engine, end, None)`` is
+called with the state as of the period's end (every event at or before ``end`` applied, none after). A
+queue that shrank is a change that matters between periods: once no more events can come at the instant
+it shrank at (an event later than that is applied), ``on_snapshot(engine, instant, locations)`` is called
+with the state as of that instant and the locations whose WIP settled lower there. What is called, when
+in event time and with which state depends only on the events and their order, never on how they were
+batched: so the points drawn from them (processors/points.py) are the same at any replay speed.
+
 Guards (docs/metrics.md, "Clock guards"): an event is refused before it touches anything, counted in data
 quality and never retried, when it cannot be applied or its time cannot be trusted: a time outside
 [``EARLIEST_TIME``, ``LATEST_TIME``) or a field beyond the schema's limits (``out of range``, ``invalid``),
@@ -26,7 +36,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, get_args
@@ -74,6 +84,9 @@ QualityReason = Literal[
 #: The location tag of data-quality points for events naming a location the site file does not have.
 UNKNOWN_LOCATION = "_unknown"
 _FORGET_CHUNK = 256
+#: Called with the engine, an event time and the locations to snapshot there (None: the whole line), with the
+#: state as of that time, before the next event is applied (module docstring).
+Snapshot = Callable[["LineEngine", float, frozenset[str] | None], None]
 _STATES = frozenset(get_args(StationStateName))
 _KINDS = frozenset({PartIn, PartOut, StationState})
 _MAX_ID = 128
@@ -94,6 +107,7 @@ class EngineConfig:
     alert_every_s: float = 10.0
     #: Judge ``line_silent`` on the wall clock (the live processors) instead of event time (backtests).
     wall_clock_silence: bool = False
+    point_interval_s: float = 60.0
     #: Seconds an event time may be after its Kafka record's timestamp (``WIPWATCH_MAX_CLOCK_AHEAD_S``).
     max_ahead_s: float = math.inf
 
@@ -103,7 +117,13 @@ class EngineConfig:
         return max(self.dedup_horizon_s, self.lateness_s)
 
     def __post_init__(self) -> None:
-        for name in ("throughput_window_s", "growth_window_s", "bottleneck_window_s", "alert_every_s"):
+        for name in (
+            "throughput_window_s",
+            "growth_window_s",
+            "bottleneck_window_s",
+            "alert_every_s",
+            "point_interval_s",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         for name in ("lateness_s", "dedup_horizon_s"):
@@ -138,6 +158,10 @@ class LineState(msgspec.Struct, kw_only=True):
     started: float | None = None
     watermark: float | None = None
     released: float | None = None
+    #: End of the open period (the event time its points are stamped with); None while none is open.
+    period_end: float | None = None
+    #: Locations whose queue shrank at the instant ``released`` (snapshot when that instant is over).
+    shrunk: list[str] = msgspec.field(default_factory=list)
     seq: int = 0
     pending: list[tuple[float, int, Event]] = msgspec.field(default_factory=list)
     recent_ids: list[str] = msgspec.field(default_factory=list)
@@ -162,24 +186,36 @@ class Issue:
 
 @dataclass
 class Changes:
-    """What a call changed: locations touched, data-quality findings and alert transitions."""
+    """What calls changed: locations touched, data-quality findings, alert transitions, and the points
+    of closed periods and shrink instants (rendered by ``on_snapshot``), until ``clear``."""
 
     locations: set[str] = field(default_factory=set)
     issues: list[Issue] = field(default_factory=list)
     alerts: list[Transition] = field(default_factory=list)
+    points: list[str] = field(default_factory=list)
 
     def clear(self) -> None:
         self.locations.clear()
         self.issues.clear()
         self.alerts.clear()
+        self.points.clear()
 
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(LineState)
 
 
+def period_end(t: float, interval_s: float) -> float:
+    """End of the point period holding event time ``t``: the next multiple of ``interval_s`` at or after."""
+    return math.ceil(t / interval_s) * interval_s
+
+
 class LineEngine:
-    """Applies one line's events to its ``LineState`` in event-time order (pure: no Kafka, no I/O)."""
+    """Applies one line's events to its ``LineState`` in event-time order (pure: no Kafka, no I/O).
+
+    ``on_snapshot(engine, at, locations)`` is called at every period end and every shrink instant (module
+    docstring), with the state as of ``at``; the processors render the line's points there.
+    """
 
     def __init__(
         self,
@@ -188,9 +224,11 @@ class LineEngine:
         config: EngineConfig,
         state: LineState | None = None,
         rules: Sequence[RuleInstance] = (),
+        on_snapshot: Snapshot | None = None,
     ) -> None:
         self.line = line
         self.config = config
+        self.on_snapshot = on_snapshot
         self.state = state or LineState(
             site=site_id,
             line=line.id,
@@ -227,9 +265,10 @@ class LineEngine:
         config: EngineConfig,
         blob: bytes,
         rules: Sequence[RuleInstance] = (),
+        on_snapshot: Snapshot | None = None,
     ) -> LineEngine:
         """Rebuild an engine from ``dump``'s bytes (after a restart, from the changelog)."""
-        return cls(line, site_id, config, _decoder.decode(blob), rules)
+        return cls(line, site_id, config, _decoder.decode(blob), rules, on_snapshot)
 
     def dump(self) -> bytes:
         return _encoder.encode(self.state)
@@ -402,6 +441,19 @@ class LineEngine:
 
     def _apply(self, event: Event, t: float) -> None:
         st = self.state
+        if st.shrunk and st.released is not None and t > st.released:
+            instant = st.released
+            # judged again now that the instant is over: a part in at the same instant undoes a shrink
+            shrunk = frozenset(x for x in st.shrunk if st.locations[x].growth.last_shrink == instant)
+            st.shrunk = []
+            if shrunk and self.on_snapshot is not None:
+                self.on_snapshot(self, instant, shrunk)
+        if st.period_end is not None and t > st.period_end:
+            end, st.period_end = st.period_end, None
+            if self.on_snapshot is not None:
+                self.on_snapshot(self, end, None)
+        if st.period_end is None:
+            st.period_end = period_end(t, self.config.point_interval_s)
         if st.started is None:
             st.started = t
             st.shipped.start(t)
@@ -455,6 +507,8 @@ class LineEngine:
         loc.wip += delta
         loc.changed_at = t
         loc.growth.record(t, loc.wip)
+        if loc.growth.last_shrink == t and location not in self.state.shrunk:
+            self.state.shrunk.append(location)
         loc.cost.record(t, loc.wip)
         if loc.clock is not None:
             loc.clock.set_wip(t, loc.wip)
