@@ -15,7 +15,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from wipwatch.errors import SettingsError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_SITE_FILE = REPO_ROOT / "examples" / "lean-line.yaml"
+#: The example sites ship as package data (``wipwatch.examples``, installed as ``wipwatch/examples``); in a
+#: source checkout, where ``examples/`` is beside ``wipwatch/``, that folder is used.
+_INSTALLED_EXAMPLES = Path(__file__).resolve().parent / "examples"
+EXAMPLES_DIR = _INSTALLED_EXAMPLES if _INSTALLED_EXAMPLES.is_dir() else REPO_ROOT / "examples"
+DEFAULT_SITE_FILE = EXAMPLES_DIR / "lean-line.yaml"
 
 
 class Settings(BaseSettings):
