@@ -81,6 +81,10 @@ def parse_speed(text: str) -> float | None:
 
 # ---------------------------------------------------------------- simulate
 
+#: The live simulator's warm-up pace: the processors write a point per batch (about every 0.2 s), so
+#: 300x puts about one point per simulated minute on the dashboards; two hours take 24 s.
+WARMUP_SPEED = "300"
+
 
 @app.command()
 def simulate(
@@ -88,12 +92,19 @@ def simulate(
     scenario: Annotated[
         str | None, typer.Option(help="apply this named scenario of the site file's 'scenarios' section")
     ] = None,
-    speed: Annotated[str, typer.Option(help="simulated seconds per real second, or 'max'")] = "60",
+    speed: Annotated[str, typer.Option(help="simulated seconds per real second, or 'max'")] = "1",
     duration: Annotated[str | None, typer.Option(help="simulated time, e.g. 8h (default: forever)")] = None,
     seed: Annotated[int, typer.Option(help="random seed: same seed, same events")] = 1,
     start: Annotated[
-        str | None, typer.Option(help="event time of the start, ISO 8601 (default: now)")
+        str | None, typer.Option(help="event time of the start, ISO 8601 (default: now minus --warmup)")
     ] = None,
+    warmup: Annotated[
+        str,
+        typer.Option(
+            help="first simulate this much of the past shift (e.g. 2h) quickly, then run at --speed"
+        ),
+    ] = "0",
+    warmup_speed: Annotated[str, typer.Option(help="speed of the --warmup part, or max")] = WARMUP_SPEED,
     truth: Annotated[Path | None, typer.Option(help="write the ground truth here as JSON")] = None,
     dry_run: Annotated[
         Path | None,
@@ -124,6 +135,17 @@ def simulate(
     if dry_run is not None and seconds is None:
         raise typer.BadParameter("--dry-run needs --duration (a file cannot take events forever)")
     real_speed = None if dry_run is not None else parse_speed(speed)
+    warmup_s = parse_duration(warmup)
+    warmup_factor = parse_speed(warmup_speed)
+    if seconds is not None and warmup_s > seconds:
+        raise typer.BadParameter(f"--warmup {warmup} is longer than --duration {duration}")
+    if dry_run is None and real_speed != 1.0:
+        err_console.print(
+            f"note: at --speed {speed} event times run ahead of the wall clock, so live dashboards "
+            "(now-6h to now) miss them; for a fast shift use --dry-run and `wipwatch up --replay`",
+            markup=False,
+            highlight=False,
+        )
     if dry_run is not None:
         from wipwatch.simulators.recording import JsonLinesSink
 
@@ -143,9 +165,20 @@ def simulate(
                 def advance(now: float) -> None:
                     bar.update(task, completed=now, sim=f"{now / 3600:.2f} h simulated")
 
-                result = simulate_site(site_model, sink, seed, seconds, None, start_time, progress=advance)
+                result = simulate_site(
+                    site_model, sink, seed, seconds, None, start_time, progress=advance, warmup=warmup_s
+                )
         else:
-            result = simulate_site(site_model, sink, seed, seconds, real_speed, start_time)
+            result = simulate_site(
+                site_model,
+                sink,
+                seed,
+                seconds,
+                real_speed,
+                start_time,
+                warmup=warmup_s,
+                warmup_speed=warmup_factor,
+            )
     finally:
         sink.close()
     truth_path = truth or (dry_run.with_suffix(".truth.json") if dry_run is not None else None)
@@ -394,8 +427,13 @@ def up(
     site: SiteOpt = None,
     run_dir: RunDirOpt = None,
     speed: Annotated[
-        str, typer.Option(help="simulator or --replay speed (recorded seconds per real second, or max)")
-    ] = "60",
+        str | None,
+        typer.Option(help="--replay speed: recorded seconds per real second, or max (default 60)"),
+    ] = None,
+    warmup: Annotated[
+        str,
+        typer.Option(help="the simulator first fills this much of the past shift at once, then runs live"),
+    ] = "2h",
     seed: Annotated[int, typer.Option(help="simulator seed")] = 1,
     no_simulator: Annotated[bool, typer.Option("--no-simulator", help="wait for real floor sensors")] = False,
     replay_file: Annotated[
@@ -417,10 +455,18 @@ def up(
 
     settings = load_settings(site_file=site, run_dir=run_dir, influx_db=database)
     load_site(settings.site_file)
+    if replay_file is None and not no_simulator and speed is not None and parse_speed(speed) != 1.0:
+        raise typer.BadParameter(
+            f"--speed {speed}: the live simulator runs in real time so that dashboards over now-6h..now "
+            "show it (--warmup fills the past hours at once); --speed is for --replay"
+        )
+    parse_duration(warmup)
     run = settings.run_dir.resolve()
+    shift_range = None
     if replay_file is not None:
         run, database = replay_stack(run, replay_file, database)
         settings = settings.with_overrides(influx_db=database)
+        shift_range = recording_event_range(replay_file)
     ports = Ports(settings.mqtt_port, _port_of(settings.kafka_bootstrap), _port_of(settings.influx_url))
     stack = NativeStack(run / "stack", ports, settings.influx_db)
     children = []
@@ -448,11 +494,11 @@ def up(
         children.append(spawn("processors", python_module_argv("process"), logs, env))
         finite = None  # a child that may finish: the replay
         if replay_file is not None:
-            argv = python_module_argv("replay", str(replay_file.resolve()), "--speed", speed)
+            argv = python_module_argv("replay", str(replay_file.resolve()), "--speed", speed or "60")
             finite = spawn("replay", argv, logs, env)
             children.append(finite)
         elif not no_simulator:
-            sim = python_module_argv("simulate", "--speed", speed, "--seed", str(seed))
+            sim = python_module_argv("simulate", "--speed", "1", "--warmup", warmup, "--seed", str(seed))
             children.append(spawn("simulator", sim, logs, env))
         board_argv = python_module_argv("board", "--port", str(settings.board_port))
         children.append(spawn("board", board_argv, logs, env))
@@ -466,6 +512,12 @@ def up(
             f"Watch WIP: [bold]wipwatch top[/] (env: WIPWATCH_INFLUX_URL={stack.influx_url} "
             f"WIPWATCH_INFLUX_DB={settings.influx_db})"
         )
+        if shift_range is not None:
+            console.print(
+                f"Replayed shift in Grafana (a datasource reading database {settings.influx_db}): "
+                f"[bold]{grafana_shift_link(settings.grafana_url, *shift_range)}[/]",
+                soft_wrap=True,
+            )
         console.print("Ctrl-C stops everything.")
         while not stop_requested["signal"]:
             if finite is not None and not finite.alive() and finite.process.returncode == 0:
@@ -647,6 +699,31 @@ def replay_stack(run_dir: Path, recording: Path, database: str | None) -> tuple[
     if run.exists():
         shutil.rmtree(run)
     return run, database
+
+
+def recording_event_range(path: Path) -> tuple[datetime, datetime] | None:
+    """Earliest and latest event time among the recording's readable events (None if there are none)."""
+    from wipwatch.errors import EventError
+    from wipwatch.events import decode_event
+    from wipwatch.recorder.formats import read_recording
+
+    first = last = None
+    for message in read_recording(path):
+        try:
+            moment = decode_event(message.payload).time
+        except EventError:
+            continue  # not an event (an alert, a bad payload): the replay reports those
+        first = moment if first is None or moment < first else first
+        last = moment if last is None or moment > last else last
+    return None if first is None or last is None else (first, last)
+
+
+def grafana_shift_link(grafana_url: str, first: datetime, last: datetime) -> str:
+    """The shift-review dashboard over ``[first, last]`` as absolute times (epoch milliseconds)."""
+    from wipwatch.dashboards.shift_review import UID
+
+    start_ms, end_ms = int(first.timestamp() * 1000), int(last.timestamp() * 1000) + 1000
+    return f"{grafana_url.rstrip('/')}/d/{UID}?from={start_ms}&to={end_ms}"
 
 
 def main() -> None:

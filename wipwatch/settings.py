@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     board_port: int = Field(18088, ge=1, le=65535)
     board_interval: float = Field(1.0, gt=0, le=60)
 
+    #: Where a Grafana with wipwatch's dashboards answers, for the links ``up --replay`` prints.
+    grafana_url: str = "http://127.0.0.1:3000"
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     def with_overrides(self, **overrides: Any) -> Settings:

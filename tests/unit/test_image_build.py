@@ -73,7 +73,7 @@ def _dockerignore_patterns(root: Path) -> list[tuple[bool, str]]:
 
 
 def _matches(pattern: str, rel: str) -> bool:
-    """Docker's matching: Go ``filepath.Match`` per path, ``**`` spanning folders; a folder takes its files."""
+    """Docker's rule: Go ``filepath.Match`` per path, ``**`` spans folders; a folder takes its files."""
     regex = re.escape(pattern).replace(r"\*\*/", "(.*/)?").replace(r"\*\*", ".*")
     regex = regex.replace(r"\*", "[^/]*").replace(r"\?", "[^/]")
     parts = rel.split("/")
@@ -110,7 +110,9 @@ def assemble_image_tree(root: Path, dockerfile: Path, image_root: Path) -> None:
         for source in sources:
             src = os.path.normpath(source)
             chosen = [
-                f for f in context if src == "." or f == src or f.startswith(src + "/") or fnmatch.fnmatch(f, src)
+                f
+                for f in context
+                if src == "." or f == src or f.startswith(src + "/") or fnmatch.fnmatch(f, src)
             ]
             assert chosen, f"COPY {source}: nothing in the build context matches"
             for rel in chosen:
@@ -143,7 +145,7 @@ def _install_dir(dockerfile: Path) -> str:
         if words[:1] == ["WORKDIR"]:
             workdir = workdir / words[1]
         if words[:1] == ["RUN"] and "pip" in words and "install" in words:
-            target = [w for w in words[words.index("install") + 1 :] if not w.startswith("-")][0]
+            target = next(w for w in words[words.index("install") + 1 :] if not w.startswith("-"))
             return str(workdir / target).rstrip("&")
     raise AssertionError("the Dockerfile runs no `pip install`")
 
@@ -163,7 +165,9 @@ def test_package_builds_installs_and_imports_from_the_files_the_dockerfile_copie
     source = image / _install_dir(dockerfile).lstrip("/")
     wheels = tmp_path / "wheels"
     # the venv's setuptools (dev extra) stands in for the isolated build env the image's pip creates
-    built = _pip("wheel", "-v", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(source), cwd=tmp_path)
+    built = _pip(
+        "wheel", "-v", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(source), cwd=tmp_path
+    )
     assert built.returncode == 0, built.stdout[-4000:] + built.stderr[-4000:]
     warnings = [
         line for line in (built.stdout + built.stderr).splitlines() if re.search(r"\w*Warning\b", line)
