@@ -151,9 +151,12 @@ def simulate(
 
         sink: Any = JsonLinesSink(dry_run)
     else:
-        from wipwatch.mqtt import MqttPublisher
+        from wipwatch.mqtt import MqttPublisher, MqttSecurity
 
-        sink = MqttPublisher(settings.mqtt_host, settings.mqtt_port, f"wipwatch-sim-{seed}")
+        security = MqttSecurity.from_settings(settings)
+        sink = MqttPublisher(
+            settings.mqtt_host, settings.mqtt_port, f"wipwatch-sim-{seed}", security=security
+        )
     try:
         if real_speed is None and seconds is not None:
             from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -573,6 +576,7 @@ def record(
     """Record MQTT messages (receive time, topic, QoS, payload) to a file until Ctrl-C or --duration."""
     from rich.live import Live
 
+    from wipwatch.mqtt import MqttSecurity
     from wipwatch.recorder.formats import WRITE_FORMATS, RecordingWriter
     from wipwatch.recorder.record import DEFAULT_TOPICS, Recorder
 
@@ -582,7 +586,13 @@ def record(
     settings = load_settings(mqtt_port=mqtt_port)
     writer = RecordingWriter(out, fmt)
     recorder = Recorder(
-        writer, settings.mqtt_host, settings.mqtt_port, topics or DEFAULT_TOPICS, client_id, settings.mqtt_qos
+        writer,
+        settings.mqtt_host,
+        settings.mqtt_port,
+        topics or DEFAULT_TOPICS,
+        client_id,
+        settings.mqtt_qos,
+        security=MqttSecurity.from_settings(settings),
     )
     signal.signal(signal.SIGINT, lambda *_: recorder.stop())
     signal.signal(signal.SIGTERM, lambda *_: recorder.stop())
@@ -635,7 +645,7 @@ def replay(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from wipwatch.errors import RecordingError
-    from wipwatch.mqtt import MqttPublisher
+    from wipwatch.mqtt import MqttPublisher, MqttSecurity
     from wipwatch.recorder.formats import read_recording
     from wipwatch.recorder.replay import replay as run_replay
 
@@ -650,7 +660,13 @@ def replay(
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    publisher = MqttPublisher(settings.mqtt_host, settings.mqtt_port, client_id, qos=settings.mqtt_qos)
+    publisher = MqttPublisher(
+        settings.mqtt_host,
+        settings.mqtt_port,
+        client_id,
+        qos=settings.mqtt_qos,
+        security=MqttSecurity.from_settings(settings),
+    )
     columns = (
         TextColumn("replay"),
         BarColumn(),

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from wipwatch.credentials import BrokerAuth
 from wipwatch.errors import ServiceError
 
 log = logging.getLogger(__name__)
@@ -169,14 +170,19 @@ def noida_binary() -> Path:
     return path
 
 
-def start_mosquitto(run_dir: Path, port: int) -> ChildProcess:
-    """mosquitto with QoS 1 persistence and queues sized for a fast simulator (see docs/operations.md)."""
+def start_mosquitto(run_dir: Path, port: int, auth: BrokerAuth | None = None) -> ChildProcess:
+    """mosquitto with QoS 1 persistence and queues sized for a fast simulator (see docs/operations.md).
+
+    Anonymous on 127.0.0.1 unless ``auth`` gives a password file and ACL (and maybe TLS) from
+    wipwatch/credentials.py.
+    """
     data = run_dir / "mosquitto"
     data.mkdir(parents=True, exist_ok=True)
     conf = data / "mosquitto.conf"
     conf.write_text(
         f"listener {port} 127.0.0.1\n"
-        "allow_anonymous true\n"
+        + (auth.mosquitto_conf() if auth is not None else "allow_anonymous true\n")
+        +
         # started as root, mosquitto would switch to user 'mosquitto' and fail to write its persistence
         f"user {getpass.getuser()}\n"
         "persistence true\n"
@@ -260,6 +266,7 @@ class NativeStack:
     ports: Ports
     database: str = "wipwatch"
     children: dict[str, ChildProcess] = field(default_factory=dict)
+    mqtt_auth: BrokerAuth | None = None
 
     @property
     def mqtt_port(self) -> int:
@@ -283,7 +290,7 @@ class NativeStack:
                 )
         self.run_dir.mkdir(parents=True, exist_ok=True)
         try:
-            self.children["mosquitto"] = start_mosquitto(self.run_dir, self.ports.mqtt)
+            self.children["mosquitto"] = start_mosquitto(self.run_dir, self.ports.mqtt, self.mqtt_auth)
             self.children["kafka"] = start_kafka(self.run_dir, self.ports.kafka)
             self.children["influxdb"] = start_influxdb(self.run_dir, self.ports.influx, self.database)
         except BaseException:
@@ -295,7 +302,7 @@ class NativeStack:
         """Stop and start one server on the same port and data (for outage and recovery tests)."""
         self.children[name].stop()
         starters: dict[str, Callable[[], ChildProcess]] = {
-            "mosquitto": lambda: start_mosquitto(self.run_dir, self.ports.mqtt),
+            "mosquitto": lambda: start_mosquitto(self.run_dir, self.ports.mqtt, self.mqtt_auth),
             "kafka": lambda: start_kafka(self.run_dir, self.ports.kafka),
             "influxdb": lambda: start_influxdb(self.run_dir, self.ports.influx, self.database),
         }
