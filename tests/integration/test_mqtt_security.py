@@ -93,10 +93,10 @@ def secured(tmp_path: Path) -> Iterator[SecuredStack]:
 
 def test_anonymous_and_wrong_passwords_are_refused(secured: SecuredStack) -> None:
     port = secured.stack.mqtt_port
-    with pytest.raises(ServiceError, match="[Nn]ot authori"):
+    with pytest.raises(ServiceError, match=r"[Nn]ot authori"):
         MqttPublisher("127.0.0.1", port, "anonymous")
     device = secured.accounts[device_user(SITE.site)]
-    with pytest.raises(ServiceError, match="[Nn]ot authori"):
+    with pytest.raises(ServiceError, match=r"[Nn]ot authori"):
         MqttPublisher("127.0.0.1", port, "guess", security=MqttSecurity(device.username, "wrong"))
 
 
@@ -138,7 +138,7 @@ def test_devices_publish_only_their_own_site_and_only_processors_raise_alerts(
         alert = ("wipwatch/alerts/demo-plant/line1/wip_over_cap", b'{"state":"firing","by":"processors"}')
         _publish(port, _as(accounts[PROCESSORS_USER]), [alert], "processors-1")
 
-        status = eventually(
+        eventually(
             lambda: read_status(secured.run_dir, "wipwatch-ingest-1") or {},
             lambda s: s.get("accepted", 0) >= len(own),
             timeout=60,
