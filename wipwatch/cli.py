@@ -415,6 +415,38 @@ def board(
     serve(source, settings.board_host, settings.board_port, settings.board_interval)
 
 
+# ---------------------------------------------------------------- secrets
+
+
+@app.command()
+def secrets(
+    directory: Annotated[
+        Path, typer.Option("--dir", help="where docker-compose.yml is: writes .env and secrets/ there")
+    ] = Path("."),
+    sites: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--site", help="site file whose devices get an MQTT account; repeat (default: the site file)"
+        ),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="replace existing secrets (rotates all of them)")
+    ] = False,
+) -> None:
+    """Generate the docker-compose stack's secrets: .env and mosquitto's password file and ACL."""
+    from wipwatch.credentials import password_env_name, write_compose_secrets
+
+    names = [load_site(path).site for path in (sites or [load_settings().site_file])]
+    try:
+        env_path, broker = write_compose_secrets(directory, names, force)
+    except FileExistsError as exc:
+        raise WipwatchError(str(exc)) from None
+    console.print(f"wrote {env_path} (mode 0600): every password, token and key of the stack")
+    console.print(f"wrote {broker.password_file} (salted hashes) and {broker.acl_file} (topic rights)")
+    devices = ", ".join(f"device-{n} ({password_env_name('device-' + n)})" for n in names)
+    console.print(f"device accounts: {devices}; docs/operations.md says how to rotate each secret")
+
+
 # ---------------------------------------------------------------- up
 
 
@@ -457,7 +489,7 @@ def up(
     from wipwatch.services import NativeStack, Ports, python_module_argv, spawn
 
     settings = load_settings(site_file=site, run_dir=run_dir, influx_db=database)
-    load_site(settings.site_file)
+    site_model = load_site(settings.site_file)
     if replay_file is None and not no_simulator and speed is not None and parse_speed(speed) != 1.0:
         raise typer.BadParameter(
             f"--speed {speed}: the live simulator runs in real time so that dashboards over now-6h..now "
@@ -472,6 +504,22 @@ def up(
         shift_range = recording_event_range(replay_file)
     ports = Ports(settings.mqtt_port, _port_of(settings.kafka_bootstrap), _port_of(settings.influx_url))
     stack = NativeStack(run / "stack", ports, settings.influx_db)
+    mqtt_env: dict[str, dict[str, str]] = {}  # child name -> its MQTT account, with WIPWATCH_MQTT_AUTH
+    if settings.mqtt_auth:
+        from wipwatch.credentials import INGEST_USER, PROCESSORS_USER, device_user, mqtt_accounts
+        from wipwatch.credentials import write_broker_files as write_auth
+
+        accounts = {a.username: a for a in mqtt_accounts([site_model.site], {})}  # fresh passwords each start
+        stack.mqtt_auth = write_auth(run / "stack" / "mqtt-auth", accounts.values())
+        users = {
+            "ingest": INGEST_USER,
+            "processors": PROCESSORS_USER,
+            "producer": device_user(site_model.site),
+        }
+        mqtt_env = {
+            child: {"WIPWATCH_MQTT_USERNAME": user, "WIPWATCH_MQTT_PASSWORD": accounts[user].password}
+            for child, user in users.items()
+        }
     children = []
     stop_requested = {"signal": 0}
 
@@ -491,18 +539,22 @@ def up(
             "WIPWATCH_INFLUX_DB": settings.influx_db,
         }
         logs = run / "logs"
-        ingest_child = spawn("ingest", python_module_argv("ingest"), logs, env)
+        ingest_child = spawn(
+            "ingest", python_module_argv("ingest"), logs, {**env, **mqtt_env.get("ingest", {})}
+        )
         children.append(ingest_child)
         wait_subscribed(ingest_child, run, settings.ingest_client_id)
-        children.append(spawn("processors", python_module_argv("process"), logs, env))
+        processors_env = {**env, **mqtt_env.get("processors", {})}
+        children.append(spawn("processors", python_module_argv("process"), logs, processors_env))
+        producer_env = {**env, **mqtt_env.get("producer", {})}
         finite = None  # a child that may finish: the replay
         if replay_file is not None:
             argv = python_module_argv("replay", str(replay_file.resolve()), "--speed", speed or "60")
-            finite = spawn("replay", argv, logs, env)
+            finite = spawn("replay", argv, logs, producer_env)
             children.append(finite)
         elif not no_simulator:
             sim = python_module_argv("simulate", "--speed", "1", "--warmup", warmup, "--seed", str(seed))
-            children.append(spawn("simulator", sim, logs, env))
+            children.append(spawn("simulator", sim, logs, producer_env))
         board_argv = python_module_argv("board", "--port", str(settings.board_port))
         children.append(spawn("board", board_argv, logs, env))
         children[-1].address = f"http://{settings.board_host}:{settings.board_port}/"
