@@ -395,6 +395,7 @@ def board(
     stale_after: Annotated[float, typer.Option(help="say 'no data' after this many seconds without")] = 10.0,
 ) -> None:
     """Serve the live value-stream board (WIP piles, bottleneck, lead time) in the browser."""
+    from wipwatch.dashboards.board.access import is_loopback
     from wipwatch.dashboards.board.app import serve
     from wipwatch.dashboards.board.snapshot import SnapshotSource
     from wipwatch.influx import InfluxTarget
@@ -402,6 +403,12 @@ def board(
 
     settings = load_settings(site_file=site, influx_url=influx_url, board_port=port, board_interval=interval)
     site_model = load_site(settings.site_file)
+    token = settings.board_token.get_secret_value()
+    if not is_loopback(settings.board_host) and not token:
+        raise WipwatchError(
+            f"the board binds {settings.board_host}, beyond this machine: set WIPWATCH_BOARD_TOKEN "
+            "(and WIPWATCH_BOARD_ALLOWED_HOSTS to the names people type), or bind 127.0.0.1"
+        )
     if port_in_use(settings.board_port, settings.board_host):
         raise ServiceError(
             f"port {settings.board_port} on {settings.board_host} is in use; choose another with --port"
@@ -412,7 +419,8 @@ def board(
         target = InfluxTarget.from_settings(settings, detect=False)
     source = SnapshotSource(site_model, target, stale_after)
     console.print(f"wipwatch board: http://{settings.board_host}:{settings.board_port}/  (Ctrl-C stops it)")
-    serve(source, settings.board_host, settings.board_port, settings.board_interval)
+    hosts = settings.board_allowed_hosts.split(",")
+    serve(source, settings.board_host, settings.board_port, settings.board_interval, hosts, token)
 
 
 # ---------------------------------------------------------------- secrets

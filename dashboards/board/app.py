@@ -10,16 +10,18 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from wipwatch.dashboards.board.access import BoardAccess
 from wipwatch.dashboards.board.snapshot import SnapshotSource
 
 log = logging.getLogger(__name__)
@@ -50,8 +52,16 @@ class CachedSnapshots:
             return self._snapshot
 
 
-def create_app(source: SnapshotSource, interval: float = 1.0) -> Starlette:
-    """The board for ``source``'s site; pushes a snapshot every ``interval`` seconds."""
+def create_app(
+    source: SnapshotSource,
+    interval: float = 1.0,
+    allowed_hosts: Sequence[str] = ("127.0.0.1", "localhost", "::1"),
+    token: str = "",
+) -> Starlette:
+    """The board for ``source``'s site; pushes a snapshot every ``interval`` seconds.
+
+    ``allowed_hosts`` and ``token``: who may open it (``wipwatch.dashboards.board.access``).
+    """
     from sse_starlette.sse import EventSourceResponse
 
     snapshots = CachedSnapshots(source, interval)
@@ -80,16 +90,24 @@ def create_app(source: SnapshotSource, interval: float = 1.0) -> Starlette:
             Route("/events", events),
             Route("/healthz", health),
             Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
-        ]
+        ],
+        middleware=[Middleware(BoardAccess, allowed_hosts=allowed_hosts, token=token)],
     )
 
 
-def serve(source: SnapshotSource, host: str, port: int, interval: float) -> None:
+def serve(
+    source: SnapshotSource,
+    host: str,
+    port: int,
+    interval: float,
+    allowed_hosts: Sequence[str] = ("127.0.0.1", "localhost", "::1"),
+    token: str = "",
+) -> None:
     """Run the board in the foreground until SIGINT/SIGTERM."""
     import uvicorn
 
     config = uvicorn.Config(
-        create_app(source, interval),
+        create_app(source, interval, allowed_hosts, token),
         host=host,
         port=port,
         log_level="warning",
