@@ -538,6 +538,11 @@ def up(
     signal.signal(signal.SIGINT, request_stop)
     try:
         stack.start()
+        from wipwatch.influx import InfluxTarget
+        from wipwatch.retention import ensure_lifecycle
+
+        lifecycle_target = InfluxTarget.from_settings(settings.with_overrides(influx_url=stack.influx_url))
+        ensure_lifecycle(lifecycle_target, settings.influx_raw_retention, settings.influx_rollup_retention)
         env = {
             "WIPWATCH_SITE_FILE": str(settings.site_file.resolve()),
             "WIPWATCH_RUN_DIR": str(run),

@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     #: A v1-style account (InfluxDB 1.x users, or 2.x v1-compatible authorizations): HTTP basic auth.
     influx_username: str = ""
     influx_password: SecretStr = SecretStr("")
+    #: InfluxDB 1.x lifecycle (wipwatch/retention.py): raw points, then 1-minute rollups, kept this long.
+    influx_raw_retention: str = Field("30d", pattern=r"^(INF|\d+[mhdw])$")
+    influx_rollup_retention: str = Field("400d", pattern=r"^(INF|\d+[mhdw])$")
     influx_batch_size: int = Field(5000, ge=1)
     influx_flush_seconds: float = Field(0.5, gt=0)
 

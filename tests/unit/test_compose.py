@@ -27,6 +27,7 @@ from wipwatch.credentials import (
     write_compose_secrets,
 )
 from wipwatch.ingest import status_path
+from wipwatch.retention import RESAMPLE_FOR, ROLLUP_POLICY, SUMMED
 from wipwatch.settings import DEFAULT_SITE_FILE, REPO_ROOT, Settings
 from wipwatch.site import load_site
 
@@ -412,3 +413,22 @@ def test_influxdb_accounts_are_least_privilege(compose: dict[str, Any]) -> None:
     for name, service in services.items():
         if name != "influxdb":
             assert admin not in [str(v) for v in (service.get("environment") or {}).values()], name
+
+
+def test_influxdb_2_lifecycle_matches_the_native_one(compose: dict[str, Any]) -> None:
+    """lifecycle.sh (2.x buckets and a task) keeps what wipwatch/retention.py keeps on 1.x."""
+    script = (REPO_ROOT / "docker/influxdb-init/lifecycle.sh").read_text()
+    init = compose["services"]["influxdb"]["environment"]
+    assert (
+        f"--rp {ROLLUP_POLICY}" in script
+        and "every: 1m" in script
+        and f"range(start: -{RESAMPLE_FOR})" in script
+    )
+    for measurement, field in SUMMED:
+        assert f'r._measurement == "{measurement}" and r._field == "{field}"' in script
+    defaults = Settings.model_fields
+    assert init["DOCKER_INFLUXDB_INIT_RETENTION"] == defaults["influx_raw_retention"].default
+    assert init["WIPWATCH_ROLLUP_RETENTION"] == defaults["influx_rollup_retention"].default
+    # init scripts run in name order: the rollup bucket exists before v1-auth.sh grants reading it
+    names = sorted(p.name for p in (REPO_ROOT / "docker/influxdb-init").glob("*.sh"))
+    assert names.index("dbrp.sh") < names.index("lifecycle.sh") < names.index("v1-auth.sh")
