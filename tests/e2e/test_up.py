@@ -1,4 +1,5 @@
-"""`wipwatch up`: live dashboards show now, WIP changes, only loopback listeners, Ctrl-C leaves nothing.
+"""`wipwatch up`: live dashboards show now, WIP changes, only loopback listeners, MQTT with accounts
+(``WIPWATCH_MQTT_AUTH``), Ctrl-C leaves nothing.
 
 Live time (docs/simulators.md): the simulator warms up over the last two hours at once, then runs in real
 time, so the newest point in InfluxDB is never ahead of the wall clock and a Grafana panel over now-6h
@@ -22,7 +23,9 @@ from tests.sockets import listening, process_tree
 from wipwatch.cli import wip_snapshot
 from wipwatch.dashboards.export import build_all
 from wipwatch.dashboards.influxql import expand
+from wipwatch.errors import ServiceError
 from wipwatch.influx import InfluxTarget, query, rows
+from wipwatch.mqtt import MqttPublisher
 from wipwatch.services import free_port, python_module_argv
 from wipwatch.settings import DEFAULT_SITE_FILE, Settings, load_settings
 from wipwatch.site import load_site
@@ -70,6 +73,8 @@ def test_up_shows_changing_wip_and_ctrl_c_stops_everything(tmp_path: Path) -> No
         "WIPWATCH_MQTT_PORT": str(ports["mqtt"]),
         "WIPWATCH_KAFKA_BOOTSTRAP": f"127.0.0.1:{ports['kafka']}",
         "WIPWATCH_INFLUX_URL": f"http://127.0.0.1:{ports['influx']}",
+        # the plant-network set-up: mosquitto with password file and ACL, each child its own account
+        "WIPWATCH_MQTT_AUTH": "true",
     }
     with open(tmp_path / "up.log", "wb") as out:
         up = subprocess.Popen(python_module_argv("up"), env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -122,6 +127,8 @@ def test_up_shows_changing_wip_and_ctrl_c_stops_everything(tmp_path: Path) -> No
             assert all(address == "127.0.0.1" for address, _ in sockets), sockets
             text = (tmp_path / "up.log").read_text()
             assert f"mqtt://127.0.0.1:{ports['mqtt']}" in text
+            with pytest.raises(ServiceError, match=r"[Nn]ot authori"):
+                MqttPublisher("127.0.0.1", ports["mqtt"], "anonymous-intruder")
         finally:
             up.send_signal(signal.SIGINT)
             up.wait(60)
