@@ -542,7 +542,9 @@ def up(
         from wipwatch.retention import ensure_lifecycle
 
         lifecycle_target = InfluxTarget.from_settings(settings.with_overrides(influx_url=stack.influx_url))
-        ensure_lifecycle(lifecycle_target, settings.influx_raw_retention, settings.influx_rollup_retention)
+        # a replayed shift may be older than the raw retention: InfluxDB would drop its points on write
+        raw_retention = "INF" if replay_file is not None else settings.influx_raw_retention
+        ensure_lifecycle(lifecycle_target, raw_retention, settings.influx_rollup_retention)
         env = {
             "WIPWATCH_SITE_FILE": str(settings.site_file.resolve()),
             "WIPWATCH_RUN_DIR": str(run),

@@ -62,3 +62,19 @@ def test_client_security_errors_name_the_setting(tmp_path: Path) -> None:
         MqttSecurity(ca_file=tmp_path / "missing.crt").apply(client)
     with pytest.raises(SettingsError, match="go together"):
         MqttSecurity(ca_file=tmp_path / "x", cert_file=tmp_path / "c").apply(client)
+
+
+def test_wipwatch_secrets_writes_once_and_rotates_only_when_asked(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from wipwatch.cli import app
+
+    first = CliRunner().invoke(app, ["secrets", "--dir", str(tmp_path)])
+    assert first.exit_code == 0, first.output
+    env = (tmp_path / ".env").read_text()
+    assert "MQTT_PASSWORD_DEVICE_DEMO_PLANT=" in env and "BOARD_TOKEN=" in env
+    assert "user device-demo-plant" in (tmp_path / "secrets/mosquitto/acl").read_text()
+    again = CliRunner().invoke(app, ["secrets", "--dir", str(tmp_path)])
+    assert again.exit_code != 0 and (tmp_path / ".env").read_text() == env
+    rotated = CliRunner().invoke(app, ["secrets", "--dir", str(tmp_path), "--force"])
+    assert rotated.exit_code == 0 and (tmp_path / ".env").read_text() != env
