@@ -475,7 +475,7 @@ def up(
     ] = None,
     warmup: Annotated[
         str,
-        typer.Option(help="the simulator first fills this much of the past shift at once, then runs live"),
+        typer.Option(help="the simulator first fills this much of the past shift (at 300x), then runs live"),
     ] = "2h",
     seed: Annotated[int, typer.Option(help="simulator seed")] = 1,
     no_simulator: Annotated[bool, typer.Option("--no-simulator", help="wait for real floor sensors")] = False,
@@ -501,9 +501,9 @@ def up(
     if replay_file is None and not no_simulator and speed is not None and parse_speed(speed) != 1.0:
         raise typer.BadParameter(
             f"--speed {speed}: the live simulator runs in real time so that dashboards over now-6h..now "
-            "show it (--warmup fills the past hours at once); --speed is for --replay"
+            "show it (--warmup fills the past hours quickly); --speed is for --replay"
         )
-    parse_duration(warmup)
+    parse_duration(warmup)  # a bad --warmup fails here, not in the simulator child
     run = settings.run_dir.resolve()
     shift_range = None
     if replay_file is not None:
@@ -514,11 +514,16 @@ def up(
     stack = NativeStack(run / "stack", ports, settings.influx_db)
     mqtt_env: dict[str, dict[str, str]] = {}  # child name -> its MQTT account, with WIPWATCH_MQTT_AUTH
     if settings.mqtt_auth:
-        from wipwatch.credentials import INGEST_USER, PROCESSORS_USER, device_user, mqtt_accounts
-        from wipwatch.credentials import write_broker_files as write_auth
+        from wipwatch.credentials import (
+            INGEST_USER,
+            PROCESSORS_USER,
+            device_user,
+            mqtt_accounts,
+            write_broker_files,
+        )
 
         accounts = {a.username: a for a in mqtt_accounts([site_model.site], {})}  # fresh passwords each start
-        stack.mqtt_auth = write_auth(run / "stack" / "mqtt-auth", accounts.values())
+        stack.mqtt_auth = write_broker_files(run / "stack" / "mqtt-auth", accounts.values())
         users = {
             "ingest": INGEST_USER,
             "processors": PROCESSORS_USER,
