@@ -179,10 +179,10 @@ def start_mosquitto(run_dir: Path, port: int, auth: BrokerAuth | None = None) ->
     data = run_dir / "mosquitto"
     data.mkdir(parents=True, exist_ok=True)
     conf = data / "mosquitto.conf"
+    access = auth.mosquitto_conf() if auth is not None else "allow_anonymous true\n"
     conf.write_text(
         f"listener {port} 127.0.0.1\n"
-        + (auth.mosquitto_conf() if auth is not None else "allow_anonymous true\n")
-        +
+        f"{access}"
         # started as root, mosquitto would switch to user 'mosquitto' and fail to write its persistence
         f"user {getpass.getuser()}\n"
         "persistence true\n"
