@@ -208,3 +208,33 @@ def test_package_builds_installs_and_imports_from_the_files_the_dockerfile_copie
     report = json.loads(done.stdout.splitlines()[-1])
     assert report["outside"] == [], f"imported from outside the install: {report['outside']}"
     assert report["exists"] and report["site_file"].startswith(str(site)), report
+
+
+#: The Dockerfile before issue #13: every package folder listed by hand, and `recorder/` forgotten.
+_LISTED_FOLDERS_DOCKERFILE = """\
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY wipwatch wipwatch
+COPY ingest ingest
+COPY processors processors
+COPY dashboards dashboards
+COPY simulators simulators
+COPY examples examples
+RUN pip install --no-cache-dir .
+"""
+
+
+def test_a_dockerfile_that_forgets_a_package_folder_fails_here(tmp_path: Path) -> None:
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text(_LISTED_FOLDERS_DOCKERFILE)
+    image = tmp_path / "image"
+    assemble_image_tree(REPO_ROOT, dockerfile, image)
+    assert not (image / "app" / "recorder").exists()
+    source = image / _install_dir(dockerfile).lstrip("/")
+    built = _pip(
+        "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "w"), str(source), cwd=tmp_path
+    )
+    assert (
+        built.returncode != 0 and "package directory 'recorder' does not exist" in built.stdout + built.stderr
+    )
