@@ -1,6 +1,6 @@
 """Processor throughput from a pre-filled Kafka topic through the Faust app into InfluxDB, and peak memory.
 
-Figures, all in one run on fresh native servers (noida-db Kafka protocol, influxd):
+Figures, all in one run on fresh native servers (Apache Kafka, influxd):
 - ``raw_rate``: a plain aiokafka consume-and-decode loop over the topic (the baseline: Kafka and msgspec
   alone, no metrics, no state, no InfluxDB);
 - ``processor_rate``: one ``wipwatch process`` worker over the same topic, from the worker's "Ready" until
@@ -34,7 +34,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from wipwatch.cli import wip_snapshot
 from wipwatch.events import Event, PartIn, decode_record, pack_by_line
 from wipwatch.influx import InfluxTarget, query
-from wipwatch.kafka import ensure_topics, hold_empty_fetches, line_partition
+from wipwatch.kafka import ensure_topics, line_partition
 from wipwatch.services import ChildProcess, NativeStack, Ports, python_module_argv, spawn
 from wipwatch.settings import REPO_ROOT, load_settings
 from wipwatch.simulators.line import simulate_site
@@ -180,7 +180,6 @@ def main() -> int:
     parser.add_argument("--stuck", type=int, default=100_000, help="parts held in WIP for the memory figure")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    hold_empty_fetches(0.1)
 
     records, n_events, wip = shift_records(args.hours)
     with tempfile.TemporaryDirectory(prefix="wipwatch-bench-") as tmp:

@@ -119,8 +119,11 @@ def throughput_vs_takt() -> timeseries.Panel:
 def bottleneck_timeline() -> statetimeline.Panel:
     return (
         statetimeline.Panel()
-        .title("Bottleneck timeline (active-period method)")
-        .description("Red while a station is the momentary bottleneck.")
+        .title("Longest running active period (live bottleneck signal)")
+        .description(
+            "Red while a station's running active period is the longest on the line: the live signal. "
+            "The active-period method's bottleneck shares are in the site overview and the shift review."
+        )
         .datasource(DATASOURCE)
         .grid_pos(grid(0, 25, 24, 7))
         .mappings(

@@ -77,8 +77,9 @@ def bottleneck_shares() -> table.Panel:
         table.Panel()
         .title("Bottleneck shares over the shift")
         .description(
-            "Share of time each station was the bottleneck: sole (alone) and shifting (overlapping "
-            "active periods), per the active-period method."
+            "Share of time each station was the bottleneck by the active-period method: sole (alone) and "
+            "shifting (the overlap of consecutive bottleneck periods, counted for both stations, so shares "
+            "can add up to more than 100 %)."
         )
         .datasource(DATASOURCE)
         .grid_pos(grid(0, 10, 12, 8))

@@ -79,19 +79,22 @@ def current_bottlenecks() -> table.Panel:
         table.Panel()
         .title("Current bottlenecks")
         .description(
-            "Active-period method: momentary = 1 for the station with the longest active period now; "
-            "share = fraction of time each station was the bottleneck."
+            "Active-period method: window_share = share of the last hour each station was the bottleneck, "
+            "share = the same since the start (shifting time counts for both stations, so shares can add "
+            "up to more than 100 %). momentary = 1 for the station whose running active period is the "
+            "longest now: a live signal, not the method."
         )
         .datasource(DATASOURCE)
         .grid_pos(grid(16, 7, 8, 7))
         .with_target(
             InfluxQL(
-                'SELECT last("share") AS "share", "momentary" AS "momentary", '
-                '"active_period_s" AS "active_period_s" '
+                'SELECT last("window_share") AS "window_share", "share" AS "share", '
+                '"momentary" AS "momentary", "active_period_s" AS "active_period_s" '
                 f'FROM "bottleneck" WHERE {site_filter()} GROUP BY "line", "location"'
             ).table()
         )
-        .transformations(sort_desc("share"))
+        .transformations(sort_desc("window_share"))
+        .override_by_name("window_share", [unit_is("percentunit")])
         .override_by_name("share", [unit_is("percentunit")])
         .override_by_name("active_period_s", [unit_is("s")])
     )

@@ -27,7 +27,7 @@ from paho.mqtt.properties import Properties
 
 from wipwatch.errors import EventError
 from wipwatch.events import ALERTS_TOPIC_ROOT, EVENT_TOPIC_FILTER, line_key, pack_events, validate_message
-from wipwatch.kafka import ensure_topics, line_partition
+from wipwatch.kafka import ensure_event_topics, line_partition
 from wipwatch.mqtt import MqttSecurity, refusal_hint
 from wipwatch.services import ChildProcess, wait_until
 from wipwatch.settings import Settings
@@ -110,9 +110,13 @@ class IngestBridge:
         """Bridge until ``stop`` is set; then finish the messages in hand and disconnect."""
         self._loop = asyncio.get_running_loop()
         s = self.settings
-        await ensure_topics(s.kafka_bootstrap, [s.events_topic, s.deadletter_topic], s.kafka_partitions)
+        await ensure_event_topics(s)
         producer = AIOKafkaProducer(
-            bootstrap_servers=s.kafka_bootstrap, acks="all", linger_ms=5, max_batch_size=256 * 1024
+            bootstrap_servers=s.kafka_bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=5,
+            max_batch_size=256 * 1024,
         )
         await producer.start()
         client = self._start_mqtt()

@@ -1,17 +1,19 @@
 """The Faust app: the single entry point of the stream processors.
 
-One agent, ``process_lines``, reads the events topic in batches (records are packed by ingest, one line per
-record). Per line it keeps one ``LineEngine`` (processors/metrics/line_state.py) whose state lives in the
-changelog-backed table ``lines``. Per batch, in this order:
+One agent, ``process_lines``, reads the events topic in batches (records are packed by ingest, several
+events of one line per record; a partition may carry any number of lines). Per line it keeps one
+``LineEngine`` (processors/metrics/line_state.py) whose state lives in the changelog-backed table ``lines``.
+Per batch, in this order:
 
-1. skip records at or below the offset already in the line's state (redelivered after a restart);
+1. ask ``ExactlyOnce`` (processors/exactly_once.py) about each record: apply it, skip it (its effect is
+   already stored), or seek back (records were committed whose effect never was);
 2. decode, de-duplicate, put in event-time order and apply (the engine);
-3. write the line's points to InfluxDB and wait until InfluxDB has them (an outage stalls here, loses none);
-4. store the line's state, with the offset, as one changelog record on the source partition.
+3. write the lines' points to InfluxDB and wait until InfluxDB has them (an outage stalls here, loses none);
+4. store each line's state, with its offset, then one checkpoint per partition, in the changelog.
 
-Faust acknowledges the batch after the body returns and flushes the producer before committing offsets, so
-a crash at any point either replays records the state has not seen or skips records it has: every accepted
-event counts exactly once. A timer releases events still waiting for the lateness when a line goes quiet.
+A crash at any point either replays records the stored state has not seen or skips records it has: every
+accepted event counts exactly once (docs/metrics.md). A timer releases events still waiting for the
+lateness when a line goes quiet.
 """
 
 from __future__ import annotations
@@ -29,16 +31,18 @@ from faust.types import TP
 from wipwatch.errors import EventError
 from wipwatch.events import decode_record
 from wipwatch.influx import InfluxTarget, InfluxWriter
-from wipwatch.kafka import ensure_topics, hold_empty_fetches
+from wipwatch.kafka import ensure_event_topics
+from wipwatch.processors.exactly_once import Decision, ExactlyOnce, checkpoint_key, encode_checkpoint
 from wipwatch.processors.metrics.line_state import EngineConfig, LineEngine
 from wipwatch.processors.points import line_points, quality_points
+from wipwatch.services import KAFKA_MAX_MESSAGE_BYTES
 from wipwatch.settings import Settings
 from wipwatch.site import Site, load_site
 
 log = logging.getLogger(__name__)
 
-#: Largest changelog record (one line's whole state); Apache Kafka in docker-compose allows as much.
-MAX_STATE_BYTES = 16 * 1024 * 1024
+#: Largest changelog record (one line's whole state); the embedded broker and compose's allow as much.
+MAX_STATE_BYTES = KAFKA_MAX_MESSAGE_BYTES
 
 
 @dataclass
@@ -99,12 +103,8 @@ def create_app(settings: Settings, site: Site | None = None, writer: InfluxWrite
         extra_topic_configs={"max.message.bytes": MAX_STATE_BYTES},
     )
     cache: dict[bytes, _Cached] = {}
-    # partition -> the offset a gap made us seek back to (see ``in_sequence``)
-    resume_at: dict[int, int] = {}
-    one_line_per_partition = len(site.lines) <= settings.kafka_partitions
-    # partitions seen carrying two lines (a producer that does not partition as ingest does): no gap check
-    line_of: dict[int, bytes] = {}
-    shared: set[int] = set()
+    progress = ExactlyOnce(table.data)
+    seen: set[int] = set()  # partitions with a record since the last assignment (for the log)
     dq_times: dict[str, int] = {}
     lock = asyncio.Lock()
     state: dict[str, Any] = {"writer": writer}
@@ -128,7 +128,7 @@ def create_app(settings: Settings, site: Site | None = None, writer: InfluxWrite
         cached = cache.get(key)
         if cached is not None and cached.blob is blob:
             return cached.engine
-        site_id, _, line_id = key.decode().partition("/")
+        site_id, _, line_id = key.decode(errors="replace").partition("/")
         if site_id != site.site or not any(line.id == line_id for line in site.lines):
             return None
         line = site.line(line_id)
@@ -139,40 +139,50 @@ def create_app(settings: Settings, site: Site | None = None, writer: InfluxWrite
         cache[key] = _Cached(engine, blob, time.monotonic())
         return engine
 
-    async def in_sequence(key: bytes, engine: LineEngine, partition: int, offset: int) -> bool:
-        """False for a record that must not be applied now because records before it were never applied.
-
-        After a restart Faust positions the stream at the group's committed offset, and the line's state
-        from the changelog can be older than that (seen after SIGKILL: state at offset 79, first record
-        84). With one line per partition every offset of the partition is the line's, so a record beyond
-        ``state.offset + 1`` means a gap: seek back to the state's position. Records fetched before the
-        seek still arrive, and Faust moves its read offset past the target with each of them (it would
-        then drop the re-read records), so every such leftover seeks again until the target comes.
-        """
+    async def seek(partition: int, target: int) -> None:
+        """Move the consumer to ``target``, or to the oldest record retention left if that is later."""
         tp = TP(settings.events_topic, partition)
-        target = resume_at.get(partition)
-        if target is not None:
-            if offset == target:
-                del resume_at[partition]
-                return True
-            if offset > target:
-                await app.consumer.seek(tp, target)
-            return False
-        if line_of.setdefault(partition, key) != key:
-            shared.add(partition)
-        st = engine.state
-        exclusive = one_line_per_partition and partition not in shared
-        if exclusive and st.partition == partition and st.offset + 1 < offset:
-            log.warning(
-                "gap partition=%d state_offset=%d got=%d: reading again", partition, st.offset, offset
+        earliest = (await app.consumer.earliest_offsets(tp)).get(tp, 0)
+        moved = progress.retarget(partition, earliest)
+        if moved != target:
+            log.error(
+                "records lost to retention partition=%d wanted=%d earliest=%d", partition, target, earliest
             )
-            resume_at[partition] = st.offset + 1
-            await app.consumer.seek(tp, st.offset + 1)
-            return False
-        return True
+        await app.consumer.seek(tp, moved)
 
-    async def publish(touched: dict[bytes, LineEngine]) -> None:
-        """Points to InfluxDB (and wait for them), then each line's state to the changelog."""
+    async def admit(partition: int, offset: int) -> bool:
+        """True for a record to apply now; seeks the consumer back when ``ExactlyOnce`` says so."""
+        first = partition not in seen
+        decision, target = progress.admit(partition, offset)
+        if first:
+            seen.add(partition)
+            log.info(
+                "partition=%d first record offset=%d checkpoint=%d decision=%s",
+                partition,
+                offset,
+                progress.checkpoint(partition),
+                decision.value,
+            )
+        if decision is Decision.SEEK:
+            log.warning("gap partition=%d got=%d: reading again from %d", partition, offset, target)
+            await seek(partition, target)
+        return decision is Decision.APPLY
+
+    @app.timer(interval=0.5)  # type: ignore[untyped-decorator]
+    async def start_partitions() -> None:
+        """After each assignment and table recovery: read every partition from its checkpoint on."""
+        if app.rebalancing or not progress.unchecked():
+            return
+        async with lock:
+            owned = assigned_partitions()
+            for partition in progress.unchecked():
+                if partition in owned:
+                    target = progress.start(partition)
+                    log.info("partition=%d reading from checkpoint offset=%d", partition, target)
+                    await seek(partition, target)
+
+    async def publish(touched: dict[bytes, LineEngine], checkpoints: dict[int, int]) -> None:
+        """Points to InfluxDB (and wait for them), then each line's state, then the checkpoints."""
         lines: list[str] = []
         for engine in touched.values():
             lines += line_points(engine)
@@ -183,17 +193,25 @@ def create_app(settings: Settings, site: Site | None = None, writer: InfluxWrite
             writer.write(lines)
             await asyncio.to_thread(writer.flush)
         owned = assigned_partitions()
+        lost: set[int] = set()
         for key, engine in touched.items():
             if engine.state.partition not in owned:
                 # a rebalance took the line away while we waited for InfluxDB: its new owner recomputes
-                # from the committed offsets; storing our state now would race the new owner's
+                # from the partition's checkpoint; storing our state now would race the new owner's
                 log.warning("line moved during a batch key=%r: state not stored", key)
+                lost.add(engine.state.partition)
                 cache.pop(key, None)
                 continue
             blob = engine.dump()
             table.data[key] = blob
             table.send_changelog(engine.state.partition, key, blob)
             cache[key].blob = blob
+        # after the states, on the same changelog partitions: the log keeps this order
+        for partition, offset in checkpoints.items():
+            if partition in owned and partition not in lost:
+                key, blob = checkpoint_key(partition), encode_checkpoint(offset)
+                table.data[key] = blob
+                table.send_changelog(partition, key, blob)
 
     @app.agent(events_topic)
     async def process_lines(stream: Any) -> Any:
@@ -203,25 +221,27 @@ def create_app(settings: Settings, site: Site | None = None, writer: InfluxWrite
             async with lock:
                 touched: dict[bytes, LineEngine] = {}
                 for record in batch:
+                    message = record.message
+                    partition, offset = message.partition, message.offset
+                    if not await admit(partition, offset):
+                        continue
                     key = record.key or b""
                     engine = engine_for(key)
                     if engine is None:
                         log.error("record for a line the site file does not have key=%r: skipped", key)
-                        continue
-                    try:
-                        events = decode_record(record.value)
-                    except EventError as exc:  # ingest validated it; only a foreign producer gets here
-                        log.error("undecodable record on events topic key=%r reason=%s", key, exc.reason)
-                        continue
-                    message = record.message
-                    if not await in_sequence(key, engine, message.partition, message.offset):
-                        continue
-                    if engine.offer(events, message.partition, message.offset):
-                        touched[key] = engine
-                        cache[key].last_seen = time.monotonic()
+                    else:
+                        try:
+                            events = decode_record(record.value)
+                        except EventError as exc:  # ingest validated it; only a foreign producer gets here
+                            log.error("undecodable record key=%r reason=%s", key, exc.reason)
+                        else:
+                            if engine.offer(events, partition, offset):
+                                touched[key] = engine
+                                cache[key].last_seen = time.monotonic()
+                    progress.handled(partition, offset)
                 for engine in touched.values():
                     engine.release()
-                await publish(touched)
+                await publish(touched, progress.take_checkpoints())
 
     @app.timer(interval=max(0.1, settings.processor_idle_release_s / 2))  # type: ignore[untyped-decorator]
     async def release_quiet_lines() -> None:
@@ -242,11 +262,13 @@ def create_app(settings: Settings, site: Site | None = None, writer: InfluxWrite
                     engine.release(everything=True)
                     touched[key] = engine
             if touched:
-                await publish(touched)
+                await publish(touched, {})
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def _assigned(_app: Any, /, assigned: set[Any], **_kwargs: Any) -> None:
         mine = sorted(tp.partition for tp in assigned if tp.topic == settings.events_topic)
+        progress.assigned(mine)
+        seen.clear()
         log.info("assigned topic=%s partitions=%s", settings.events_topic, mine)
 
     @app.on_before_shutdown.connect
@@ -259,9 +281,8 @@ def create_app(settings: Settings, site: Site | None = None, writer: InfluxWrite
 
 def run_worker(settings: Settings) -> None:
     """Run one Faust worker in the foreground until SIGINT/SIGTERM."""
-    hold_empty_fetches(settings.kafka_empty_fetch_wait_ms / 1000.0)
     # before Faust asks for metadata: a broker that creates topics on demand would give it one partition
-    asyncio.run(ensure_topics(settings.kafka_bootstrap, [settings.events_topic], settings.kafka_partitions))
+    asyncio.run(ensure_event_topics(settings))
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True)
     worker.execute_from_commandline()

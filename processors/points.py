@@ -168,17 +168,22 @@ def _throughput_fields(
 
 def _bottleneck_lines(engine: LineEngine, now: float, t_us: int) -> Iterator[str]:
     st = engine.state
-    momentary = st.bottleneck.momentary(now)
+    longest = st.bottleneck.longest_running(now)
     shares = st.bottleneck.shares(now)
+    window = st.bottleneck.window_shares(now)
     for loc_def in engine.line.locations:
         if loc_def.kind is not LocationKind.STATION:
             continue
         share, sole, shifting = shares.get(loc_def.id, (0.0, 0.0, 0.0))
+        w_share, w_sole, w_shifting = window.get(loc_def.id, (0.0, 0.0, 0.0))
         fields = {
-            "momentary": int(loc_def.id == momentary),
+            "momentary": int(loc_def.id in longest),
+            "active_period_s": st.bottleneck.active_period_s(now, loc_def.id),
             "share": share,
             "sole_share": sole,
             "shifting_share": shifting,
-            "active_period_s": st.bottleneck.active_period_s(now, loc_def.id),
+            "window_share": w_share,
+            "window_sole_share": w_sole,
+            "window_shifting_share": w_shifting,
         }
         yield line("bottleneck", {"site": st.site, "line": st.line, "location": loc_def.id}, fields, t_us)

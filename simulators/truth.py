@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from wipwatch.events import ACTIVE_STATES
+
 STATION_CATEGORIES = ("working", "changeover", "down", "blocked", "starved", "off_shift")
 
 
@@ -53,21 +55,37 @@ class LocationTruth:
 
 @dataclass
 class StationTruth:
-    """Seconds a station spent in each category, accumulated at every category change."""
+    """Seconds a station spent in each category, and its active periods (working, changeover, down)."""
 
     category: str = "starved"
     since: float = 0.0
     seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STATION_CATEGORIES, 0.0))
+    #: ended active periods [start, end); inactive for no time (within one instant) does not end one
+    active: list[tuple[float, float]] = field(default_factory=list)
+    active_since: float | None = None
 
     def enter(self, now: float, category: str) -> None:
-        if category != self.category:
-            self.seconds[self.category] += now - self.since
-            self.category, self.since = category, now
+        if category == self.category:
+            return
+        self.seconds[self.category] += now - self.since
+        self.category, self.since = category, now
+        if category in ACTIVE_STATES:
+            if self.active_since is None:
+                resumed = self.active and self.active[-1][1] == now
+                self.active_since = self.active.pop()[0] if resumed else now
+        elif self.active_since is not None:
+            self.active.append((self.active_since, now))
+            self.active_since = None
 
     def totals(self, now: float) -> dict[str, float]:
         result = dict(self.seconds)
         result[self.category] += now - self.since
         return result
+
+    def active_periods(self, now: float) -> list[tuple[float, float]]:
+        """Active periods up to ``now``; one still running ends at ``now``."""
+        running = [] if self.active_since is None or now <= self.active_since else [(self.active_since, now)]
+        return [*self.active, *running]
 
 
 @dataclass(slots=True)
@@ -147,6 +165,20 @@ class GroundTruth:
             "completed": float(len(finished)),
             "mean_cycle_time_s": sum(cycle) / len(cycle) if cycle else 0.0,
         }
+
+    def active_periods(self, line: str) -> list[tuple[float, float, str]]:
+        """(start, end, station) active periods of ``line``'s stations up to the end of the run.
+
+        The input of the bottleneck shares (``wipwatch.processors.metrics.bottleneck.method_shares``,
+        called by the tests: the simulator does not import the processors).
+        """
+        prefix = f"{line}/"
+        return [
+            (start, end, key.removeprefix(prefix))
+            for key, station in sorted(self.stations.items())
+            if key.startswith(prefix)
+            for start, end in station.active_periods(self.duration)
+        ]
 
     def as_dict(self) -> dict[str, Any]:
         now = self.duration

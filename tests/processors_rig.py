@@ -16,7 +16,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from tests.conftest import stack_env
+from tests.conftest import namespace, stack_env, stack_topics
 from tests.polling import eventually
 from wipwatch.events import Event, pack_by_line
 from wipwatch.influx import InfluxTarget, last_values, query
@@ -26,25 +26,29 @@ from wipwatch.settings import load_settings
 from wipwatch.site import Site
 
 START = datetime(2026, 11, 25, 6, 0, tzinfo=UTC)
-EVENTS_TOPIC = "wipwatch-events"
 
 
 def packed(events: Iterable[Event], per_record: int) -> list[tuple[bytes, bytes]]:
     return pack_by_line(events, per_record)
 
 
-def produce(bootstrap: str, records: Sequence[tuple[bytes, bytes]], site: Site, partitions: int = 4) -> None:
-    """Send ``records`` to the events topic on the partitions ingest would choose."""
+def produce(
+    stack: NativeStack, records: Sequence[tuple[bytes, bytes]], site: Site, partitions: int = 4
+) -> None:
+    """Send ``records`` to ``stack``'s events topic on the partitions ingest would choose."""
+    bootstrap, topic = stack.kafka_bootstrap, stack_topics(stack)["events_topic"]
 
     async def run() -> None:
-        await ensure_topics(bootstrap, [EVENTS_TOPIC], partitions)
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_request_size=1 << 24)
+        await ensure_topics(bootstrap, [topic], partitions)
+        producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_request_size=1 << 24
+        )
         await producer.start()
         try:
             sends = []
             for key, value in records:
                 partition = line_partition(site, key.decode().split("/", 1)[1], partitions)
-                sends.append(await producer.send(EVENTS_TOPIC, value, key=key, partition=partition))
+                sends.append(await producer.send(topic, value, key=key, partition=partition))
             await asyncio.gather(*sends)
         finally:
             await producer.stop()
@@ -67,7 +71,7 @@ class Rig:
         run_dir = self.tmp / "run" / name
         environment = {
             **stack_env(self.stack, run_dir, self.site_file),
-            "WIPWATCH_PROCESSOR_ID": group,
+            "WIPWATCH_PROCESSOR_ID": f"{group}-{namespace(self.stack)}",
             "WIPWATCH_INFLUX_DB": database,
             **{f"WIPWATCH_{k.upper()}": v for k, v in env.items()},
         }

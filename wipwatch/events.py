@@ -38,6 +38,8 @@ EventId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 PartId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 EventTime = Annotated[datetime, msgspec.Meta(tz=True)]
 StationStateName = Literal["working", "down", "changeover", "idle"]
+#: States in which a station is *active* in the active-period method (docs/metrics.md, "Bottleneck").
+ACTIVE_STATES: frozenset[StationStateName] = frozenset({"working", "changeover", "down"})
 
 
 class _EventBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", forbid_unknown_fields=True):

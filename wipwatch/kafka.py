@@ -6,19 +6,40 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 
 from wipwatch.errors import ServiceError
+from wipwatch.settings import Settings
 from wipwatch.site import Site
 
 log = logging.getLogger(__name__)
 
 
-async def ensure_topics(bootstrap: str, names: list[str], partitions: int, timeout: float = 30.0) -> None:
-    """Create ``names`` with ``partitions`` partitions where missing; wait for the broker up to ``timeout``.
+def retention_configs(hours: float, bytes_per_partition: int) -> dict[str, str]:
+    """Topic configs that bound an append-only topic by age and by size per partition (docs/operations.md)."""
+    if hours <= 0:
+        raise ValueError(f"hours must be > 0, got {hours}")
+    if bytes_per_partition < 1:
+        raise ValueError(f"bytes_per_partition must be >= 1, got {bytes_per_partition}")
+    return {
+        "cleanup.policy": "delete",
+        "retention.ms": str(int(hours * 3_600_000)),
+        "retention.bytes": str(bytes_per_partition),
+        # segments are the unit retention deletes: keep several per partition within the size bound
+        "segment.bytes": str(max(1024 * 1024, min(64 * 1024 * 1024, bytes_per_partition // 4))),
+    }
+
+
+async def ensure_topics(
+    bootstrap: str,
+    names: list[str],
+    partitions: int,
+    timeout: float = 30.0,
+    configs: dict[str, str] | None = None,
+) -> None:
+    """Create ``names`` with ``partitions`` partitions and ``configs`` where missing; wait for the broker.
 
     Raises:
         ServiceError: the broker cannot be reached in time.
@@ -33,7 +54,15 @@ async def ensure_topics(bootstrap: str, names: list[str], partitions: int, timeo
             if missing:
                 with contextlib.suppress(TopicAlreadyExistsError):
                     await admin.create_topics(
-                        [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in missing]
+                        [
+                            NewTopic(
+                                n,
+                                num_partitions=partitions,
+                                replication_factor=1,
+                                topic_configs=configs or {},
+                            )
+                            for n in missing
+                        ]
                     )
                 log.info("created topics=%s partitions=%d", ",".join(missing), partitions)
             return
@@ -43,6 +72,13 @@ async def ensure_topics(bootstrap: str, names: list[str], partitions: int, timeo
             await asyncio.sleep(0.5)
         finally:
             await admin.close()
+
+
+async def ensure_event_topics(settings: Settings) -> None:
+    """The events and dead-letter topics, with the configured partitions and retention."""
+    configs = retention_configs(settings.kafka_retention_hours, settings.kafka_retention_bytes)
+    topics = [settings.events_topic, settings.deadletter_topic]
+    await ensure_topics(settings.kafka_bootstrap, topics, settings.kafka_partitions, configs=configs)
 
 
 def line_partition(site: Site, line_id: str, partitions: int) -> int | None:
@@ -56,40 +92,3 @@ def line_partition(site: Site, line_id: str, partitions: int) -> int | None:
         if line.id == line_id:
             return index % partitions
     return None
-
-
-_patched = {"cap": 0.0}
-
-
-def hold_empty_fetches(cap_seconds: float) -> None:
-    """Make empty fetches wait as a Kafka broker would (up to ``fetch_max_wait_ms``, at most ``cap_seconds``).
-
-    The local noida-db broker answers a fetch at once even when it has no records, ignoring the consumer's
-    ``fetch_max_wait_ms``; aiokafka then re-fetches in a tight loop and an idle Faust worker burns a whole
-    core (measured: ~0.85 CPU-s per idle second). Waiting out the remainder of the max wait on the client
-    restores Kafka's semantics. Against Apache Kafka an empty fetch already took the full wait, so this never
-    sleeps there. Idempotent; the latest cap wins.
-    """
-    from aiokafka.consumer import fetcher
-
-    if cap_seconds < 0:
-        raise ValueError(f"cap_seconds must be >= 0, got {cap_seconds}")
-    first = _patched["cap"] == 0.0 and not hasattr(fetcher.Fetcher, "_wipwatch_original")
-    _patched["cap"] = cap_seconds
-    if not first:
-        return
-    original = fetcher.Fetcher._proc_fetch_request
-    fetcher.Fetcher._wipwatch_original = original
-
-    async def proc_fetch_request(self: Any, assignment: Any, node_id: Any, request: Any) -> Any:
-        started = time.monotonic()
-        got_records = await original(self, assignment, node_id, request)
-        if not got_records:
-            remaining = min(self._fetch_max_wait_ms / 1000.0, _patched["cap"]) - (time.monotonic() - started)
-            if remaining > 0:
-                # aiokafka cancels and awaits pending fetch tasks on close and expects them to return
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.sleep(remaining)
-        return got_records
-
-    fetcher.Fetcher._proc_fetch_request = proc_fetch_request

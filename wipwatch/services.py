@@ -1,4 +1,4 @@
-"""Native servers as child processes: mosquitto, the noida-db Kafka-protocol broker, and influxd.
+"""Native servers as child processes: mosquitto, Apache Kafka (KRaft, one node) and influxd.
 
 The one code path that starts and stops servers: ``wipwatch up`` and the test fixtures both use it. Each
 server gets a generated config in the run directory, binds 127.0.0.1, is waited for by polling its protocol
@@ -8,22 +8,23 @@ parent leaves none behind.
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import contextlib
 import ctypes
 import getpass
-import importlib.resources
 import logging
 import os
 import shutil
 import signal
 import socket
-import stat
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -156,20 +157,6 @@ def _find_binary(name: str, hint: str) -> str:
     return path
 
 
-def noida_binary() -> Path:
-    """The Kafka-protocol broker binary bundled in the noida-db wheel (run directly, not its wrapper)."""
-    try:
-        path = Path(str(importlib.resources.files("noida_db") / "noida-db"))
-    except ModuleNotFoundError:
-        raise ServiceError("noida-db is not installed; run `make setup`") from None
-    if not path.exists():
-        raise ServiceError(f"noida-db wheel has no broker binary at {path}")
-    mode = path.stat().st_mode
-    if not mode & stat.S_IXUSR:
-        path.chmod(mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    return path
-
-
 def start_mosquitto(run_dir: Path, port: int, auth: BrokerAuth | None = None) -> ChildProcess:
     """mosquitto with QoS 1 persistence and queues sized for a fast simulator (see docs/operations.md).
 
@@ -202,15 +189,171 @@ def start_mosquitto(run_dir: Path, port: int, auth: BrokerAuth | None = None) ->
     return child
 
 
+#: The Apache Kafka release of the embedded stack; docker-compose.yml pins the same image tag.
+KAFKA_VERSION = "4.1.1"
+#: Largest record the broker accepts: one line's whole processor state is one changelog record.
+KAFKA_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+#: Broker heap; the embedded broker holds a handful of topics (measured RSS in docs/operations.md).
+KAFKA_HEAP = "384m"
+_KAFKA_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>io.wipwatch</groupId>
+  <artifactId>wipwatch-kafka-broker</artifactId>
+  <version>{version}</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency>
+      <groupId>org.apache.kafka</groupId>
+      <artifactId>kafka_2.13</artifactId>
+      <version>{version}</version>
+    </dependency>
+    <!-- Kafka logs through slf4j 1.7; this routes it into the log4j2 the broker already depends on -->
+    <dependency>
+      <groupId>org.apache.logging.log4j</groupId>
+      <artifactId>log4j-slf4j-impl</artifactId>
+      <version>2.24.3</version>
+    </dependency>
+  </dependencies>
+</project>
+"""
+_KAFKA_LOG4J = """status = warn
+appender.out.type = Console
+appender.out.name = out
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = WARN
+rootLogger.appenderRef.out.ref = out
+"""
+
+
+def kafka_home() -> Path:
+    """Where set-up puts the broker's jars: ``WIPWATCH_KAFKA_HOME`` or the user's cache directory."""
+    given = os.environ.get("WIPWATCH_KAFKA_HOME")
+    if given:
+        return Path(given)
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "wipwatch" / f"kafka-{KAFKA_VERSION}"
+
+
+def ensure_kafka_jars(quiet: bool = True) -> Path:
+    """Resolve Apache Kafka's jars from Maven Central into :func:`kafka_home` once; return the libs dir.
+
+    Raises:
+        ServiceError: Java or Maven is missing, or Maven could not resolve the jars.
+    """
+    home = kafka_home()
+    libs = home / "libs"
+    done = home / ".resolved"
+    if done.exists():
+        return libs
+    mvn = _find_binary("mvn", "install Maven (apt-get install maven; make setup does)")
+    _find_binary("java", "install a Java 17+ runtime (apt-get install openjdk-17-jre-headless)")
+    home.mkdir(parents=True, exist_ok=True)
+    pom = home / "pom.xml"
+    pom.write_text(_KAFKA_POM.format(version=KAFKA_VERSION))
+    tmp = home / "libs.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    argv = [mvn, "-B", "-f", str(pom), "dependency:copy-dependencies", f"-DoutputDirectory={tmp}"]
+    if quiet:
+        argv.insert(1, "-q")
+    result = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        tail = "\n".join((result.stdout + result.stderr).splitlines()[-15:])
+        raise ServiceError(f"Maven could not resolve Apache Kafka {KAFKA_VERSION}:\n{tail}")
+    shutil.rmtree(libs, ignore_errors=True)
+    tmp.replace(libs)
+    done.write_text(KAFKA_VERSION + "\n")
+    return libs
+
+
+def _kafka_ready(bootstrap: str) -> bool:
+    """True once the broker answers a metadata request naming itself (KRaft has elected its controller)."""
+    from aiokafka.client import AIOKafkaClient
+
+    async def probe() -> bool:
+        client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=2000)
+        try:
+            await client.bootstrap()
+            return bool(client.cluster.brokers())
+        except Exception:  # any failure means "not yet"; the deadline in wait_until bounds the wait
+            return False
+        finally:
+            await client.close()
+
+    if not port_in_use(int(bootstrap.rsplit(":", 1)[1])):
+        return False
+    return asyncio.run(probe())
+
+
+def _kafka_properties(data: Path, port: int, controller_port: int) -> str:
+    return "\n".join(
+        [
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
+            f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+            "controller.listener.names=CONTROLLER",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name=PLAINTEXT",
+            f"log.dirs={data}",
+            "offsets.topic.replication.factor=1",
+            "offsets.topic.num.partitions=8",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "transaction.state.log.num.partitions=4",
+            "min.insync.replicas=1",
+            # a single node: a group need not wait for more members before its first assignment
+            "group.initial.rebalance.delay.ms=0",
+            # wipwatch creates its topics itself, with their partitions and retention (wipwatch/kafka.py)
+            "auto.create.topics.enable=false",
+            f"message.max.bytes={KAFKA_MAX_MESSAGE_BYTES}",
+            f"replica.fetch.max.bytes={KAFKA_MAX_MESSAGE_BYTES}",
+            # smaller segments than the 1 GiB default, so time and size retention can delete on a small disk
+            "log.segment.bytes=67108864",
+            "log.retention.check.interval.ms=60000",
+            # Durability: acks=all on one node means "in the broker's page cache"; the OS writes it out.
+            # A killed broker loses nothing acknowledged; a power cut can (docs/architecture.md).
+            "",
+        ]
+    )
+
+
 def start_kafka(run_dir: Path, port: int) -> ChildProcess:
-    """The noida-db broker with only its Kafka protocol enabled; data persists in the run directory."""
-    data = run_dir / "kafka"
-    data.mkdir(parents=True, exist_ok=True)
-    argv = [str(noida_binary()), "start", "--data-dir", str(data), "--host", "127.0.0.1"]
-    argv += ["--only", "kafka", "--kafka-port", str(port)]
-    child = spawn("kafka", argv, run_dir / "logs")
-    wait_until(child, lambda: port_in_use(port))
-    child.address = f"127.0.0.1:{port}"
+    """Apache Kafka in KRaft mode, one node, on 127.0.0.1; storage formatted on first start.
+
+    The controller port is kept in the run directory so a restart finds the same quorum address.
+    """
+    libs = ensure_kafka_jars()
+    java = _find_binary("java", "install a Java 17+ runtime (apt-get install openjdk-17-jre-headless)")
+    home = run_dir / "kafka"
+    data = home / "data"
+    home.mkdir(parents=True, exist_ok=True)
+    controller_file = home / "controller.port"
+    controller_port = int(controller_file.read_text()) if controller_file.exists() else free_port()
+    if port_in_use(controller_port):
+        raise ServiceError(
+            f"Kafka controller port {controller_port} on 127.0.0.1 is in use ({controller_file})"
+        )
+    controller_file.write_text(str(controller_port))
+    conf = home / "server.properties"
+    conf.write_text(_kafka_properties(data, port, controller_port))
+    log4j = home / "log4j2.properties"
+    log4j.write_text(_KAFKA_LOG4J)
+    jvm = [java, f"-Xmx{KAFKA_HEAP}", f"-Xms{KAFKA_HEAP}", "-XX:+UseG1GC", "-Djava.awt.headless=true"]
+    # listen on plain IPv4 127.0.0.1, not on an IPv6-mapped address
+    jvm.append("-Djava.net.preferIPv4Stack=true")
+    jvm += [f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{libs}/*"]
+    if not (data / "meta.properties").exists():
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        fmt = [*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(conf)]
+        result = subprocess.run(fmt, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise ServiceError(f"cannot format Kafka storage in {data}: {result.stdout}{result.stderr}")
+    child = spawn("kafka", [*jvm, "kafka.Kafka", str(conf)], run_dir / "logs")
+    bootstrap = f"127.0.0.1:{port}"
+    wait_until(child, lambda: _kafka_ready(bootstrap), timeout=60.0)
+    child.address = bootstrap
     return child
 
 
@@ -260,11 +403,16 @@ class Ports:
 
 @dataclass
 class NativeStack:
-    """The three servers of the embedded default stack."""
+    """The servers of the embedded default stack: mosquitto, Apache Kafka and influxd.
+
+    ``kafka_external`` names a broker someone else runs (a plant's cluster, or the one broker a test session
+    shares): the stack then starts no Kafka of its own and never stops that one.
+    """
 
     run_dir: Path
     ports: Ports
     database: str = "wipwatch"
+    kafka_external: str | None = None
     children: dict[str, ChildProcess] = field(default_factory=dict)
     mqtt_auth: BrokerAuth | None = None
 
@@ -274,15 +422,26 @@ class NativeStack:
 
     @property
     def kafka_bootstrap(self) -> str:
-        return f"127.0.0.1:{self.ports.kafka}"
+        return self.kafka_external or f"127.0.0.1:{self.ports.kafka}"
 
     @property
     def influx_url(self) -> str:
         return f"http://127.0.0.1:{self.ports.influx}"
 
+    def _starters(self) -> dict[str, Callable[[], ChildProcess]]:
+        starters: dict[str, Callable[[], ChildProcess]] = {
+            "mosquitto": lambda: start_mosquitto(self.run_dir, self.ports.mqtt, self.mqtt_auth),
+            "kafka": lambda: start_kafka(self.run_dir, self.ports.kafka),
+            "influxdb": lambda: start_influxdb(self.run_dir, self.ports.influx, self.database),
+        }
+        if self.kafka_external:
+            del starters["kafka"]
+        return starters
+
     def start(self) -> NativeStack:
-        """Start all three; if one fails, stop the ones already running and raise."""
-        for port in (self.ports.mqtt, self.ports.kafka, self.ports.influx):
+        """Start every server; if one fails, stop the ones already running and raise."""
+        ports = [self.ports.mqtt, self.ports.influx] + ([] if self.kafka_external else [self.ports.kafka])
+        for port in ports:
             if port_in_use(port):
                 raise ServiceError(
                     f"port {port} on 127.0.0.1 is in use; stop what holds it or choose other ports "
@@ -290,9 +449,8 @@ class NativeStack:
                 )
         self.run_dir.mkdir(parents=True, exist_ok=True)
         try:
-            self.children["mosquitto"] = start_mosquitto(self.run_dir, self.ports.mqtt, self.mqtt_auth)
-            self.children["kafka"] = start_kafka(self.run_dir, self.ports.kafka)
-            self.children["influxdb"] = start_influxdb(self.run_dir, self.ports.influx, self.database)
+            for name, starter in self._starters().items():
+                self.children[name] = starter()
         except BaseException:
             self.stop()
             raise
@@ -301,12 +459,7 @@ class NativeStack:
     def restart(self, name: str) -> ChildProcess:
         """Stop and start one server on the same port and data (for outage and recovery tests)."""
         self.children[name].stop()
-        starters: dict[str, Callable[[], ChildProcess]] = {
-            "mosquitto": lambda: start_mosquitto(self.run_dir, self.ports.mqtt, self.mqtt_auth),
-            "kafka": lambda: start_kafka(self.run_dir, self.ports.kafka),
-            "influxdb": lambda: start_influxdb(self.run_dir, self.ports.influx, self.database),
-        }
-        self.children[name] = starters[name]()
+        self.children[name] = self._starters()[name]()
         return self.children[name]
 
     def stop(self) -> None:

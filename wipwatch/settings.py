@@ -46,8 +46,9 @@ class Settings(BaseSettings):
 
     kafka_bootstrap: str = "127.0.0.1:19092"
     kafka_partitions: int = Field(4, ge=1, le=256)
-    #: Client-side wait after an empty fetch, for brokers that ignore fetch_max_wait_ms (see kafka.py).
-    kafka_empty_fetch_wait_ms: int = Field(100, ge=0, le=500)
+    #: Events and dead letters are kept this long, and at most this many bytes per partition (retention).
+    kafka_retention_hours: float = Field(168.0, gt=0)
+    kafka_retention_bytes: int = Field(1024**3, ge=1024 * 1024)
     events_topic: str = "wipwatch-events"
     deadletter_topic: str = "wipwatch-deadletter"
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from wipwatch.events import Event, PartIn, PartOut, StationState
+from wipwatch.events import ACTIVE_STATES, Event, PartIn, PartOut, StationState
 from wipwatch.processors.metrics.bottleneck import ActivePeriods
 from wipwatch.processors.metrics.flow_time import FlowTimeSketch, Residents
 from wipwatch.processors.metrics.holding_cost import HoldingCost
@@ -31,8 +31,6 @@ from wipwatch.processors.metrics.station_state import StationClock
 from wipwatch.processors.metrics.throughput import Throughput
 from wipwatch.site import Line, LocationKind
 
-#: Station states during which a station is active in the active-period method (Roser).
-ACTIVE_STATES = frozenset({"working", "changeover", "down"})
 #: The location tag of data-quality points for events naming a location the site file does not have.
 UNKNOWN_LOCATION = "_unknown"
 _FORGET_CHUNK = 256
@@ -45,11 +43,12 @@ class EngineConfig:
     lateness_s: float = 5.0
     throughput_window_s: float = 3600.0
     growth_window_s: float = 900.0
+    bottleneck_window_s: float = 3600.0
     dedup_horizon_s: float = 3600.0
     dedup_max_ids: int = 20_000
 
     def __post_init__(self) -> None:
-        for name in ("throughput_window_s", "growth_window_s"):
+        for name in ("throughput_window_s", "growth_window_s", "bottleneck_window_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         for name in ("lateness_s", "dedup_horizon_s"):
@@ -128,7 +127,10 @@ class LineEngine:
         self.line = line
         self.config = config
         self.state = state or LineState(
-            site=site_id, line=line.id, shipped=Throughput(window_s=config.throughput_window_s)
+            site=site_id,
+            line=line.id,
+            shipped=Throughput(window_s=config.throughput_window_s),
+            bottleneck=ActivePeriods(window_s=config.bottleneck_window_s),
         )
         for loc in line.locations:
             if loc.id not in self.state.locations:

@@ -74,6 +74,7 @@ def contract_lines(site: Site, with_bottleneck: bool = True) -> list[str]:
                         "share": 0.6 if is_press else 0.1,
                         "sole_share": 0.5 if is_press else 0.05,
                         "shifting_share": 0.1 if is_press else 0.05,
+                        "window_share": 0.7 if is_press else 0.2,
                         "active_period_s": 300.0 if is_press else 40.0,
                     }
                     out.append(line("bottleneck", tags, fields, t))
@@ -147,7 +148,7 @@ def test_panel_values_match_the_written_points(stack: NativeStack) -> None:
     assert tied == pytest.approx(2 * 4 + 9 * 6 + 18 * 9 + 5 * 12)
     bottlenecks = run("wipwatch-site-overview", "Current bottlenecks")
     press = next(r for r in bottlenecks if r["location"] == "press")
-    assert (press["momentary"], press["share"]) == (1, 0.6)
+    assert (press["momentary"], press["share"], press["window_share"]) == (1, 0.6, 0.7)
     peaks = {
         r["location"]: r["peak"]
         for r in run("wipwatch-shift-review", "Peak and mean WIP per location over the shift")

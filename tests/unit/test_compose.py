@@ -284,6 +284,12 @@ def test_kafka_accepts_records_of_16_mib(compose: dict[str, Any]) -> None:
     assert int(env["KAFKA_REPLICA_FETCH_MAX_BYTES"]) >= int(env["KAFKA_MESSAGE_MAX_BYTES"])
 
 
+def test_kafka_image_is_the_release_the_embedded_stack_runs(compose: dict[str, Any]) -> None:
+    from wipwatch.services import KAFKA_VERSION
+
+    assert compose["services"]["kafka"]["image"] == f"apache/kafka:{KAFKA_VERSION}"
+
+
 def test_board_listens_where_its_published_port_reaches_it(
     compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,10 @@ import yaml
 from tests.conftest import EXAMPLE_SITE
 from wipwatch.dashboards import influxql
 from wipwatch.dashboards.export import PROVISIONED_JSON_DIR, build_all, export
+from wipwatch.processors.metrics.line_state import EngineConfig, LineEngine
+from wipwatch.processors.points import line_points
 from wipwatch.settings import REPO_ROOT
+from wipwatch.simulators.line import simulate_site
 from wipwatch.site import load_site, parse_site
 
 pytestmark = pytest.mark.unit
@@ -154,3 +158,29 @@ def test_expand_substitutes_grafana_macros_and_escapes_variables() -> None:
         'SELECT last("parts") FROM "wip" WHERE "site" =~ /^a\\.b\\/c$/ '
         "AND time >= '2026-01-01T00:00:00Z' AND time <= now() GROUP BY time(5m)"
     )
+
+
+def test_bottleneck_fields_the_dashboards_read_are_the_ones_the_processors_write(
+    dashboards: dict[str, dict[str, Any]],
+) -> None:
+    site = load_site(EXAMPLE_SITE)
+    events: list[Any] = []
+    simulate_site(site, events.append, seed=1, duration=1800, start=datetime(2026, 11, 25, tzinfo=UTC))
+    engine = LineEngine(site.lines[0], site.site, EngineConfig())
+    engine.offer(events, partition=0, offset=0)
+    engine.release(everything=True)
+    written: set[str] = set()
+    for point in line_points(engine):
+        if point.startswith("bottleneck,"):
+            fields = point.split(" ")[1]
+            written |= {kv.split("=")[0] for kv in fields.split(",")}
+    assert {"share", "window_share", "momentary"} <= written
+    read: set[str] = set()
+    for model in dashboards.values():
+        for panel in model["panels"]:
+            for target in panel.get("targets", []):
+                query = target.get("query", "")
+                if 'FROM "bottleneck"' in query:
+                    select = query.split(" FROM ")[0]
+                    read |= set(re.findall(r'(?<!AS )"(\w+)"', select))
+    assert read and read <= written, read - written
