@@ -83,10 +83,11 @@ class SecuredStack:
 
 
 @pytest.fixture
-def secured(tmp_path: Path) -> Iterator[SecuredStack]:
+def secured(tmp_path: Path, kafka_broker: str) -> Iterator[SecuredStack]:
+    """mosquitto with the password file and ACL, influxd, the session's Kafka (topics of this test)."""
     accounts = _accounts()
     auth = write_broker_files(tmp_path / "auth", accounts.values())
-    native = NativeStack(tmp_path / "stack", Ports.free(), mqtt_auth=auth)
+    native = NativeStack(tmp_path / "stack", Ports.free(), kafka_external=kafka_broker, mqtt_auth=auth)
     with native.running():
         yield SecuredStack(native, accounts, tmp_path / "run")
 
