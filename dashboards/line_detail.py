@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from grafana_foundation_sdk.builders import barchart, statetimeline, timeseries
 from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.builders import dashboard as dash
@@ -10,6 +12,12 @@ from grafana_foundation_sdk.models import dashboard as model
 
 from wipwatch.dashboards.influxql import DATASOURCE, InfluxQL, site_filter
 from wipwatch.dashboards.panels import cap_override, grid, line_variable, money_unit, site_variable, unit_is
+from wipwatch.processors.metrics.benchmarking import (
+    LineBenchmark,
+    line_benchmark,
+    site_stations,
+    station_capacity,
+)
 from wipwatch.site import Site
 
 UID = "wipwatch-line-detail"
@@ -222,6 +230,75 @@ def holding_cost(site: Site) -> timeseries.Panel:
     )
 
 
+def _per_line(
+    panel: timeseries.Panel, site: Site, select: Callable[[LineBenchmark], str]
+) -> timeseries.Panel:
+    """One query per line, with that line's benchmark from its site file; only the chosen line's returns
+    rows (``"line" =~ /^$line$/`` and ``"line" = 'id'``)."""
+    for index, line in enumerate(site.lines):
+        bench = line_benchmark([station_capacity(o)[0] for o in site_stations(line)])
+        ref = chr(ord("A") + index % 26) + (str(index // 26) if index >= 26 else "")
+        where = f"{site_filter()} AND \"line\" = '{line.id}' {_BY_TIME}"
+        panel = panel.with_target(InfluxQL(f'{select(bench)} FROM "lead_time" WHERE {where}', ref_id=ref))
+    return panel
+
+
+def benchmark_throughput(site: Site) -> timeseries.Panel:
+    """Throughput against Factory Physics' curves at the line's time-average WIP w (docs/benchmarking.md).
+
+    Practical worst case ``w r_b / (W0 + w - 1)``; best case above W0 ``r_b``; worst case ``1 / T0``.
+    Throughput since the start: ``avg_wip / littles_law_s``.
+    """
+    panel = (
+        timeseries.Panel()
+        .title("Throughput vs Factory Physics benchmarks at this WIP (parts/hour)")
+        .description(
+            "Throughput since the start against the bottleneck rate r_b (best case above the critical WIP "
+            "W0), the practical worst case at the line's time-average WIP (above it: the good region) and "
+            "the worst case 1/T0. r_b and T0 from the site file; `wipwatch benchmark` uses observed times."
+        )
+        .datasource(DATASOURCE)
+        .grid_pos(grid(0, 56, 12, 8))
+    )
+
+    def select(bench: LineBenchmark) -> str:
+        rb_h, w0, worst_h = bench.r_b * 3600, bench.w0, 3600 / bench.t0
+        return (
+            'SELECT last("avg_wip") / last("littles_law_s") * 3600 AS "throughput", '
+            f'last("avg_wip") * {rb_h:.6g} / ({w0:.6g} - 1 + last("avg_wip")) AS "practical_worst_case", '
+            f'last("avg_wip") * 0 + {rb_h:.6g} AS "bottleneck_rate", '
+            f'last("avg_wip") * 0 + {worst_h:.6g} AS "worst_case"'
+        )
+
+    return _per_line(panel, site, select)
+
+
+def benchmark_lead_time(site: Site) -> timeseries.Panel:
+    """Measured lead time against the cycle-time curves at the line's WIP: PWC ``T0 + (w - 1)/r_b``, best
+    ``max(T0, w/r_b)`` shown as ``w/r_b`` (the line runs above W0 whenever it is worth benchmarking)."""
+    panel = (
+        timeseries.Panel()
+        .title("Lead time vs Factory Physics benchmarks at this WIP")
+        .description(
+            "Measured lead time against the practical-worst-case cycle time T0 + (w-1)/r_b and the best "
+            "case w/r_b at the line's time-average WIP w (r_b, T0 from the site file)."
+        )
+        .datasource(DATASOURCE)
+        .grid_pos(grid(12, 56, 12, 8))
+        .unit("s")
+    )
+
+    def select(bench: LineBenchmark) -> str:
+        te_b = 1 / bench.r_b
+        return (
+            'SELECT last("measured_s") AS "measured", '
+            f'{bench.t0:.6g} + (last("avg_wip") - 1) * {te_b:.6g} AS "practical_worst_case", '
+            f'last("avg_wip") * {te_b:.6g} AS "best_case"'
+        )
+
+    return _per_line(panel, site, select)
+
+
 def build(site: Site) -> dash.Dashboard:
     """The line detail dashboard (one line at a time, caps from ``site``)."""
     return (
@@ -243,4 +320,6 @@ def build(site: Site) -> dash.Dashboard:
         .with_panel(starved_blocked())
         .with_panel(lead_time())
         .with_panel(holding_cost(site))
+        .with_panel(benchmark_throughput(site))
+        .with_panel(benchmark_lead_time(site))
     )

@@ -87,14 +87,21 @@ class ExactlyOnce:
             self._handled.pop(partition, None)
 
     def unchecked(self) -> list[int]:
-        """Assigned partitions whose reading position was not yet set from their checkpoint."""
+        """Assigned partitions whose reading position was not yet set (:meth:`start`) since assignment."""
         return sorted(self._pending_check)
 
     def start(self, partition: int) -> int:
-        """Set ``partition``'s reading position from its checkpoint: the offset to seek to."""
-        target = self.checkpoint(partition) + 1
+        """Set ``partition``'s reading position once after an assignment: the offset to seek to.
+
+        That is the first offset this worker has not handled since the assignment (``checkpoint + 1`` if
+        it has handled none): Faust may have delivered a partition's first records and then jumped to
+        its committed offset at the end of the partition, where no later record would reveal the gap.
+        """
         self._pending_check.discard(partition)
-        self._next.pop(partition, None)
+        resume = self._resume.get(partition)
+        if resume is not None:
+            return resume.target
+        target = self._next.get(partition, self.checkpoint(partition) + 1)
         self._resume[partition] = _Resume(target, target)
         return target
 
@@ -117,7 +124,6 @@ class ExactlyOnce:
         else:
             expected = self._next.get(partition)
             if expected is None:  # the first record since the assignment
-                self._pending_check.discard(partition)
                 expected = self.checkpoint(partition) + 1
             if offset > expected:
                 self._resume[partition] = _Resume(expected, offset)

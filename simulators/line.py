@@ -15,7 +15,7 @@ import math
 import random
 import time
 import uuid
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,6 +29,8 @@ from wipwatch.site import Line, Location, LocationKind, ProcessTime, Shift, Site
 
 EventSink = Callable[[Event], None]
 ProgressSink = Callable[[float], None]
+#: A recorded delivery: simulated second, parts, SKU (``simulators/fit.py`` replays a shift's deliveries).
+Delivery = tuple[float, int, str]
 _ID_NAMESPACE = uuid.UUID("6f1d2a8e-5c7b-4f0e-9a49-3c2d7f5b8e10")
 _UNBOUNDED = None
 #: A station shows the most productive state among its machines (docs/simulators.md).
@@ -136,8 +138,11 @@ class LineModel:
         emit: EventSink,
         truth: GroundTruth,
         calendar: Calendar,
+        deliveries: Sequence[Delivery] | None = None,
     ) -> None:
         self.env, self.site, self.line, self.rng = env, site, line, rng
+        #: Replaces the line's supply when given: these lots, at these times, of these SKUs.
+        self.deliveries = deliveries
         # One stream per purpose (common random numbers): two scenarios of one line with the same seed see
         # the same customer orders and the same n-th process time at each station.
         self.demand_rng = random.Random(rng.getrandbits(64))
@@ -277,15 +282,24 @@ class LineModel:
         if self.line.demand_per_hour:
             self.env.process(self._demand())
 
-    def _deliver(self, lot: int) -> None:
-        sku = (
-            self.rng.choices(self.sku_ids, self.sku_weights)[0] if len(self.sku_ids) > 1 else self.sku_ids[0]
-        )
+    def _deliver(self, lot: int, sku: str | None = None) -> None:
+        if sku is None:
+            sku = (
+                self.rng.choices(self.sku_ids, self.sku_weights)[0]
+                if len(self.sku_ids) > 1
+                else self.sku_ids[0]
+            )
         for _ in range(lot):
             self._parts += 1
             self.env.process(self._part(f"{self.line.id}-P{self._parts:07d}", sku))
 
     def _supply(self) -> Generator[simpy.Event, Any, None]:
+        if self.deliveries is not None:
+            for at, lot, sku in self.deliveries:
+                if at > self.env.now:
+                    yield self.env.timeout(at - self.env.now)
+                self._deliver(lot, sku)
+            return
         supply = self.line.supply
         if supply is None:  # one part a minute, Poisson: the skeleton's default
             while True:
@@ -310,7 +324,7 @@ class LineModel:
     def _released(self) -> None:
         """A part left the first location: under kanban supply, order a lot per ``lot_size`` consumed."""
         supply = self.line.supply
-        if supply is None or supply.kanbans is None:
+        if supply is None or supply.kanbans is None or self.deliveries is not None:
             return
         self._released_since_order += 1
         if self._released_since_order >= supply.lot_size:
@@ -490,6 +504,7 @@ def simulate_site(
     start: datetime | None = None,
     progress: ProgressSink | None = None,
     sample_interval: float = 60.0,
+    deliveries: Mapping[str, Sequence[Delivery]] | None = None,
     warmup: float = 0.0,
     warmup_speed: float | None = None,
 ) -> GroundTruth:
@@ -508,6 +523,8 @@ def simulate_site(
         start: event time of simulated second zero (default: now minus ``warmup``, whole seconds).
         progress: called with the simulated time every ``sample_interval`` seconds.
         sample_interval: seconds between WIP samples in the ground truth.
+        deliveries: per line id, recorded deliveries ``(second, parts, sku)`` in time order that replace
+            the line's ``supply`` (a what-if on a recorded shift replays the shift's own deliveries).
         warmup: simulated seconds run before pacing at ``speed`` begins.
         warmup_speed: simulated seconds per wall second during the warm-up; ``None`` is unpaced. The
             processors write one point per line per batch, so an unpaced warm-up reaches the dashboards
@@ -533,7 +550,9 @@ def simulate_site(
     env.process(calendar.run())
     rng = random.Random(seed)
     for line in site.lines:
-        model = LineModel(env, site, line, random.Random(rng.getrandbits(64)), start, emit, truth, calendar)
+        trace = deliveries.get(line.id) if deliveries is not None else None
+        line_rng = random.Random(rng.getrandbits(64))
+        model = LineModel(env, site, line, line_rng, start, emit, truth, calendar, trace)
         model.start_processes()
 
     def sampler() -> Generator[simpy.Event, Any, None]:

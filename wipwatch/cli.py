@@ -814,6 +814,14 @@ def grafana_shift_link(grafana_url: str, first: datetime, last: datetime) -> str
     return f"{grafana_url.rstrip('/')}/d/{UID}?from={start_ms}&to={end_ms}"
 
 
+# ---------------------------------------------------------------- benchmark / whatif (issue #17)
+
+from wipwatch.cli_whatif import benchmark, whatif  # noqa: E402 - the commands live apart, registered here
+
+app.command()(benchmark)
+app.command()(whatif)
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

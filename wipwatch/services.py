@@ -111,7 +111,12 @@ def spawn(
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
 ) -> ChildProcess:
-    """Start ``argv`` with output to ``log_dir/<name>.log``, in its own session, dying with its parent."""
+    """Start ``argv`` with output to ``log_dir/<name>.log``, in its own session, dying with its parent.
+
+    Call it from a thread that outlives the child (the main thread): Linux sends the parent-death signal
+    when the *thread* that started the child ends, so a child started from ``asyncio.to_thread`` or a
+    short-lived worker thread is stopped as soon as that thread finishes.
+    """
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
     with open(log_path, "ab") as out:

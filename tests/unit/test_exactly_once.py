@@ -146,13 +146,30 @@ def run_worker(world: World, rng: random.Random, crash_after: int | None) -> boo
     steps = 0
     pending: dict[str, list[int]] = {}
     lines_offsets: dict[str, int] = {line: world.state_offset(line) for line in set(world.records)}
+
+    def store(crash: bool) -> bool:
+        """The end of a batch: states first, then the checkpoint; False if it crashed in between."""
+        for line, offsets in pending.items():
+            world.applied.setdefault(line, []).extend(offsets)
+            world.changelog[line.encode()] = str(lines_offsets[line]).encode()
+            if crash:
+                return False
+        pending.clear()
+        for p, o in eo.take_checkpoints().items():
+            world.changelog[checkpoint_key(p)] = encode_checkpoint(o)
+        return True
+
     while True:
+        idle = not buffer and position >= len(world.records)
+        if eo.unchecked() and (idle or rng.random() < 0.2):  # the timer, at some point after recovery
+            position = eo.start(0)
+            continue
         if buffer:
             offset = buffer.pop(0)
         elif position < len(world.records):
             offset, position = position, position + 1
         else:
-            break
+            return store(crash=False)
         decision, target = eo.admit(0, offset)
         if decision is Decision.SEEK:
             buffer = [o for o in buffer if o > offset]  # what was fetched after the trigger
@@ -167,19 +184,9 @@ def run_worker(world: World, rng: random.Random, crash_after: int | None) -> boo
         steps += 1
         if rng.random() < 0.3:  # Faust commits whatever it has read, before or after our store
             world.committed = offset + 1
-        if steps % 3 == 0 or (buffer == [] and position >= len(world.records)):
-            # store the batch: states first, then the checkpoint
-            for line, offsets in pending.items():
-                world.applied.setdefault(line, []).extend(offsets)
-                world.changelog[line.encode()] = str(lines_offsets[line]).encode()
-                if crash_after is not None and steps >= crash_after:
-                    return False  # crashed between a state and the checkpoint
-            pending.clear()
-            for p, o in eo.take_checkpoints().items():
-                world.changelog[checkpoint_key(p)] = encode_checkpoint(o)
-        if crash_after is not None and steps >= crash_after:
+        crash = crash_after is not None and steps >= crash_after
+        if (steps % 3 == 0 and not store(crash)) or crash:
             return False
-    return True
 
 
 @settings(max_examples=300, deadline=None)

@@ -77,7 +77,8 @@ function build(snapshot) {
     const section = el("section", "line");
     section.dataset.line = line.id;
     const head = el("div", "line-head");
-    head.append(el("h2", "", line.name), el("div", "kpi throughput"), el("div", "kpi takt"));
+    head.append(el("h2", "", line.name), el("div", "kpi throughput"), el("div", "kpi takt"),
+                el("div", "kpi benchmark"));
     section.append(head);
     const lead = el("div", "lead");
     for (const [key, label] of [["littles", "Lead time (Little's Law)"], ["measured", "Lead time (measured)"],
@@ -159,6 +160,14 @@ function updateLine(section, line) {
   section.querySelector(".throughput").innerHTML =
     `throughput <b>${fmt(line.throughput_per_hour, 1)}</b> / demand <b>${fmt(line.demand_per_hour, 1)}</b> parts/h`;
   section.querySelector(".takt").innerHTML = `takt <b>${duration(line.takt_s)}</b>`;
+  const bench = line.benchmark || {};
+  const region = bench.region ? ` <span class="region ${bench.region}">${bench.region} region</span>` : "";
+  const bm = section.querySelector(".benchmark");
+  bm.innerHTML = `WIP <b>${fmt(bench.wip, 0)}</b> / W0 <b>${fmt(bench.w0, 1)}</b>` +
+    ` · r_b <b>${fmt(bench.r_b_per_hour, 1)}</b>/h · PWC here <b>${fmt(bench.pwc_throughput_per_hour, 1)}</b>/h` +
+    region + (bench.wip_needed !== null && bench.wip_needed !== undefined
+      ? ` · <b>${bench.wip_needed}</b> parts would keep 95 %` : "");
+  bm.title = bench.verdict || "Factory Physics benchmark (docs/benchmarking.md): no operating point yet";
   const va = line.value_added_ratio !== null && line.measured_lead_s !== null
     ? line.value_added_ratio * line.measured_lead_s : null;
   const values = { littles: line.littles_law_s, measured: line.measured_lead_s, va };
