@@ -43,6 +43,16 @@ log = logging.getLogger(__name__)
 
 #: Largest changelog record (one line's whole state); the embedded broker and compose's allow as much.
 MAX_STATE_BYTES = KAFKA_MAX_MESSAGE_BYTES
+#: The changelog is rewritten with each line's whole state every batch: compaction keeps the latest per
+#: key, but only in closed segments, so segments roll at 16 MiB or 10 minutes (Kafka's default 1 GiB would
+#: let each partition grow to 1 GiB before any compaction; measured in bench/soak.py).
+CHANGELOG_CONFIGS = {
+    "max.message.bytes": str(MAX_STATE_BYTES),
+    "cleanup.policy": "compact",
+    "segment.bytes": str(max(16 * 1024 * 1024, 2 * MAX_STATE_BYTES)),
+    "segment.ms": str(10 * 60 * 1000),
+    "min.cleanable.dirty.ratio": "0.2",
+}
 
 
 @dataclass
@@ -59,6 +69,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         growth_window_s=settings.processor_growth_window_s,
         dedup_horizon_s=settings.processor_dedup_horizon_s,
         dedup_max_ids=settings.processor_dedup_max_ids,
+        max_ahead_s=settings.max_clock_ahead_s,
     )
 
 
@@ -100,7 +111,7 @@ def create_app(settings: Settings, site: Site | None = None, writer: InfluxWrite
         key_type=bytes,
         value_type=bytes,
         partitions=settings.kafka_partitions,
-        extra_topic_configs={"max.message.bytes": MAX_STATE_BYTES},
+        extra_topic_configs=CHANGELOG_CONFIGS,
     )
     cache: dict[bytes, _Cached] = {}
     progress = ExactlyOnce(table.data)
@@ -230,12 +241,17 @@ def create_app(settings: Settings, site: Site | None = None, writer: InfluxWrite
                     if engine is None:
                         log.error("record for a line the site file does not have key=%r: skipped", key)
                     else:
+                        # the producer's clock when it sent the record (ingest: the receipt time)
+                        stamp = message.timestamp
+                        received_at = stamp if stamp and stamp > 0 else None
                         try:
                             events = decode_record(record.value)
                         except EventError as exc:  # ingest validated it; only a foreign producer gets here
-                            log.error("undecodable record key=%r reason=%s", key, exc.reason)
+                            log.error("undecodable record key=%r reason=%.300s", key, exc.reason)
+                            if engine.skip(partition, offset, "undecodable", received_at):
+                                touched[key] = engine
                         else:
-                            if engine.offer(events, partition, offset):
+                            if engine.offer(events, partition, offset, received_at):
                                 touched[key] = engine
                                 cache[key].last_seen = time.monotonic()
                     progress.handled(partition, offset)

@@ -12,7 +12,8 @@ import re
 import signal
 import sys
 import time
-from datetime import datetime
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlparse
@@ -420,7 +421,15 @@ def board(
     source = SnapshotSource(site_model, target, stale_after)
     console.print(f"wipwatch board: http://{settings.board_host}:{settings.board_port}/  (Ctrl-C stops it)")
     hosts = settings.board_allowed_hosts.split(",")
-    serve(source, settings.board_host, settings.board_port, settings.board_interval, hosts, token)
+    serve(
+        source,
+        settings.board_host,
+        settings.board_port,
+        settings.board_interval,
+        settings.board_max_streams,
+        hosts,
+        token,
+    )
 
 
 # ---------------------------------------------------------------- secrets
@@ -492,9 +501,16 @@ def up(
         ),
     ] = None,
 ) -> None:
-    """Run the embedded default stack: mosquitto, Kafka, InfluxDB, ingest, processors and a simulator."""
+    """Run the embedded default stack: mosquitto, Kafka, InfluxDB, ingest, processors and a simulator.
+
+    A crashed child is restarted with back-off while the others keep running; a child that keeps
+    crashing (more than 5 times in a minute) or a server that dies stops everything, exit code 1.
+    """
+    from wipwatch.influx import InfluxTarget
     from wipwatch.ingest import wait_subscribed
-    from wipwatch.services import NativeStack, Ports, python_module_argv, spawn
+    from wipwatch.retention import ensure_lifecycle
+    from wipwatch.services import NativeStack, Ports, python_module_argv
+    from wipwatch.supervisor import ChildSpec, Supervisor, SupervisorGaveUp
 
     settings = load_settings(site_file=site, run_dir=run_dir, influx_db=database)
     site_model = load_site(settings.site_file)
@@ -503,6 +519,8 @@ def up(
             f"--speed {speed}: the live simulator runs in real time so that dashboards over now-6h..now "
             "show it (--warmup fills the past hours quickly); --speed is for --replay"
         )
+    replay_speed = speed or "60"
+    parse_speed(replay_speed)
     parse_duration(warmup)  # a bad --warmup fails here, not in the simulator child
     run = settings.run_dir.resolve()
     shift_range = None
@@ -533,8 +551,9 @@ def up(
             child: {"WIPWATCH_MQTT_USERNAME": user, "WIPWATCH_MQTT_PASSWORD": accounts[user].password}
             for child, user in users.items()
         }
-    children = []
+    supervisor = Supervisor(run / "logs", status_file=run / "status" / "up.json")
     stop_requested = {"signal": 0}
+    failure: str | None = None
 
     def request_stop(signum: int, _frame: Any) -> None:
         stop_requested["signal"] = signum
@@ -543,9 +562,6 @@ def up(
     signal.signal(signal.SIGINT, request_stop)
     try:
         stack.start()
-        from wipwatch.influx import InfluxTarget
-        from wipwatch.retention import ensure_lifecycle
-
         lifecycle_target = InfluxTarget.from_settings(settings.with_overrides(influx_url=stack.influx_url))
         # a replayed shift may be older than the raw retention: InfluxDB would drop its points on write
         raw_retention = "INF" if replay_file is not None else settings.influx_raw_retention
@@ -558,28 +574,22 @@ def up(
             "WIPWATCH_INFLUX_URL": stack.influx_url,
             "WIPWATCH_INFLUX_DB": settings.influx_db,
         }
-        logs = run / "logs"
-        ingest_child = spawn(
-            "ingest", python_module_argv("ingest"), logs, {**env, **mqtt_env.get("ingest", {})}
-        )
-        children.append(ingest_child)
+        producer_env = {**env, **mqtt_env.get("producer", {})}
+        ingest_env = {**env, **mqtt_env.get("ingest", {})}
+        ingest_child = supervisor.start(ChildSpec("ingest", python_module_argv("ingest"), ingest_env))
         wait_subscribed(ingest_child, run, settings.ingest_client_id)
         processors_env = {**env, **mqtt_env.get("processors", {})}
-        children.append(spawn("processors", python_module_argv("process"), logs, processors_env))
-        producer_env = {**env, **mqtt_env.get("producer", {})}
-        finite = None  # a child that may finish: the replay
+        supervisor.start(ChildSpec("processors", python_module_argv("process"), processors_env))
         if replay_file is not None:
-            argv = python_module_argv("replay", str(replay_file.resolve()), "--speed", speed or "60")
-            finite = spawn("replay", argv, logs, producer_env)
-            children.append(finite)
+            argv = python_module_argv("replay", str(replay_file.resolve()), "--speed", replay_speed)
+            supervisor.start(ChildSpec("replay", argv, producer_env, finite=True))
         elif not no_simulator:
-            sim = python_module_argv("simulate", "--speed", "1", "--warmup", warmup, "--seed", str(seed))
-            children.append(spawn("simulator", sim, logs, producer_env))
+            supervisor.start(ChildSpec("simulator", _simulator_argv(warmup, seed), producer_env))
         board_argv = python_module_argv("board", "--port", str(settings.board_port))
-        children.append(spawn("board", board_argv, logs, env))
-        children[-1].address = f"http://{settings.board_host}:{settings.board_port}/"
+        board_child = supervisor.start(ChildSpec("board", board_argv, env))
+        board_child.address = f"http://{settings.board_host}:{settings.board_port}/"
         table = Table(title="wipwatch is up", show_header=False)
-        for child in [*stack.children.values(), *children]:
+        for child in [*stack.children.values(), *supervisor.children.values()]:
             table.add_row(child.name, f"pid {child.pid}", child.address or f"log {child.log_path}")
         console.print(table)
         console.print(f"Live board: [bold]http://{settings.board_host}:{settings.board_port}/[/]")
@@ -595,23 +605,49 @@ def up(
             )
         console.print("Ctrl-C stops everything.")
         while not stop_requested["signal"]:
-            if finite is not None and not finite.alive() and finite.process.returncode == 0:
-                console.print("replay finished; the stack stays up for review until Ctrl-C")
-                children.remove(finite)
-                finite = None
-            dead = [c for c in children if not c.alive()]
+            try:
+                notes = supervisor.poll()
+            except SupervisorGaveUp as exc:
+                failure = str(exc)
+                break
+            for note in notes:
+                if note == "replay finished":
+                    console.print("replay finished; the stack stays up for review until Ctrl-C")
+                else:  # a crash or a restart
+                    err_console.print(note, markup=False, highlight=False)
+            dead = [c for c in stack.children.values() if not c.alive()]
             if dead:
-                err_console.print(
-                    f"{dead[0].name} exited (code {dead[0].process.returncode}); log {dead[0].log_path}"
-                )
+                failure = f"{dead[0].name} exited (code {dead[0].process.returncode}); log {dead[0].log_path}"
                 break
             time.sleep(0.2)
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        for child in reversed(children):
-            child.stop()
+        supervisor.stop_all()
         stack.stop()
         console.print("stopped every child process")
+    if failure is not None:
+        raise ServiceError(f"up stopped: {failure}")
+
+
+def _simulator_argv(warmup: str, seed: int) -> Callable[[], list[str]]:
+    """The live simulator's argv, built at each (re)start (docs/simulators.md, "Live time").
+
+    The first start warms up over the past ``warmup``, then runs in real time; a restart goes on from
+    the wall clock (the time the simulation had reached: it runs at speed 1), without a second warm-up.
+    """
+    starts = {"count": 0}
+
+    def argv() -> list[str]:
+        from wipwatch.services import python_module_argv
+
+        starts["count"] += 1
+        args = ["simulate", "--speed", "1", "--seed", str(seed)]
+        if starts["count"] == 1:
+            return python_module_argv(*args, "--warmup", warmup)
+        now = datetime.now(UTC).replace(microsecond=0)
+        return python_module_argv(*args, "--start", now.isoformat())
+
+    return argv
 
 
 # ---------------------------------------------------------------- record / replay (issue #7)
