@@ -167,7 +167,8 @@ def test_a_killed_child_is_restarted_and_wip_keeps_updating(tmp_path: Path, vict
     settings = load_settings(influx_url=env["WIPWATCH_INFLUX_URL"])
     log = tmp_path / "up.log"
     with open(log, "wb") as out:
-        up = subprocess.Popen(python_module_argv("up", "--speed", "120"), env=env, stdout=out, stderr=out)
+        # the live simulator (warm-up, then real time): WIP changes every few seconds on the example line
+        up = subprocess.Popen(python_module_argv("up"), env=env, stdout=out, stderr=out)
         try:
 
             def wip() -> list[int]:

@@ -34,9 +34,8 @@ def board_port() -> Iterator[int]:
         load_settings(influx_url=f"http://127.0.0.1:{free_port()}"), detect=False
     )
     port = free_port()
-    app = create_app(
-        SnapshotSource(site, target), 0.5, ["127.0.0.1", "localhost", "board.plant.example"], TOKEN
-    )
+    hosts = ["127.0.0.1", "localhost", "board.plant.example"]
+    app = create_app(SnapshotSource(site, target), 0.5, allowed_hosts=hosts, token=TOKEN)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
