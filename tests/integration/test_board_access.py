@@ -24,6 +24,8 @@ from wipwatch.site import load_site
 pytestmark = pytest.mark.integration
 
 TOKEN = "s3cret-board-token"
+#: /healthz answers 200, or 503 while InfluxDB is down (none runs here): either way not 400/401.
+PAST_ACCESS = (200, 503)
 
 
 @pytest.fixture
@@ -59,7 +61,8 @@ def test_foreign_host_headers_are_refused_even_with_the_token(board_port: int) -
     for host in ("attacker.example", "127.0.0.1.nip.io", "localhost.attacker.example"):
         assert _get(board_port, "/healthz", host).status == 400, host
         assert _get(board_port, "/", host, Authorization=f"Bearer {TOKEN}").status == 400, host
-    assert _get(board_port, "/healthz", "board.plant.example").status == 200
+    # past the access check: /healthz itself answers 503 here, as no InfluxDB runs behind this board
+    assert _get(board_port, "/healthz", "board.plant.example").status in PAST_ACCESS
 
 
 def test_token_by_header_or_by_link_then_cookie(board_port: int) -> None:
@@ -74,7 +77,7 @@ def test_token_by_header_or_by_link_then_cookie(board_port: int) -> None:
     assert cookie.startswith(f"{COOKIE}={TOKEN}") and "HttpOnly" in cookie and "SameSite=strict" in cookie
     assert _get(board_port, "/static/board.js", Cookie=f"{COOKIE}={TOKEN}").status == 200
     assert _get(board_port, "/static/board.js", Cookie=f"{COOKIE}=nope").status == 401
-    assert _get(board_port, "/healthz").status == 200  # container healthchecks need no token
+    assert _get(board_port, "/healthz").status in PAST_ACCESS  # container healthchecks need no token
 
 
 def test_board_beyond_loopback_refuses_to_start_without_a_token(monkeypatch: pytest.MonkeyPatch) -> None:
