@@ -11,6 +11,7 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -60,8 +61,10 @@ def _as(account: MqttAccount, **tls: Path) -> MqttSecurity:
 
 
 def _events(minutes: int) -> list[Event]:
+    """A shift that ended before now: ingest refuses event times ahead of its clock (docs/events.md)."""
     events: list[Event] = []
-    simulate_site(SITE, events.append, 1, minutes * 60.0, None)
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=minutes + 5)
+    simulate_site(SITE, events.append, 1, minutes * 60.0, None, start)
     return events
 
 
