@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import faust
+from aiokafka.errors import IllegalStateError
 from faust.types import TP
 
 from wipwatch.errors import EventError
@@ -150,16 +151,30 @@ def create_app(settings: Settings, site: Site | None = None, writer: InfluxWrite
         cache[key] = _Cached(engine, blob, time.monotonic())
         return engine
 
-    async def seek(partition: int, target: int) -> None:
-        """Move the consumer to ``target``, or to the oldest record retention left if that is later."""
-        tp = TP(settings.events_topic, partition)
-        earliest = (await app.consumer.earliest_offsets(tp)).get(tp, 0)
-        moved = progress.retarget(partition, earliest)
-        if moved != target:
-            log.error(
-                "records lost to retention partition=%d wanted=%d earliest=%d", partition, target, earliest
-            )
-        await app.consumer.seek(tp, moved)
+    async def seek(targets: dict[int, int]) -> None:
+        """Move the consumer to each partition's target, or to the oldest record retention left.
+
+        A partition taken away meanwhile (a rebalance while we waited) is left alone: its next assignment
+        sets its position again (``ExactlyOnce.assigned``).
+        """
+        tps = {p: TP(settings.events_topic, p) for p in targets}
+        try:
+            earliest = await app.consumer.earliest_offsets(*tps.values())
+            for partition, target in targets.items():
+                tp = tps[partition]
+                moved = progress.retarget(partition, earliest.get(tp, 0))
+                if moved is None or tp not in app.consumer.assignment():
+                    continue  # reassigned while we waited
+                if moved != target:
+                    log.error(
+                        "records lost to retention partition=%d wanted=%d earliest=%d",
+                        partition,
+                        target,
+                        moved,
+                    )
+                await app.consumer.seek(tp, moved)
+        except IllegalStateError as exc:
+            log.warning("seek skipped, partitions moved partitions=%s reason=%s", sorted(targets), exc)
 
     async def admit(partition: int, offset: int) -> bool:
         """True for a record to apply now; seeks the consumer back when ``ExactlyOnce`` says so."""
@@ -176,7 +191,7 @@ def create_app(settings: Settings, site: Site | None = None, writer: InfluxWrite
             )
         if decision is Decision.SEEK:
             log.warning("gap partition=%d got=%d: reading again from %d", partition, offset, target)
-            await seek(partition, target)
+            await seek({partition: target})
         return decision is Decision.APPLY
 
     @app.timer(interval=0.5)  # type: ignore[untyped-decorator]
@@ -186,11 +201,10 @@ def create_app(settings: Settings, site: Site | None = None, writer: InfluxWrite
             return
         async with lock:
             owned = assigned_partitions()
-            for partition in progress.unchecked():
-                if partition in owned:
-                    target = progress.start(partition)
-                    log.info("partition=%d reading from checkpoint offset=%d", partition, target)
-                    await seek(partition, target)
+            targets = {p: progress.start(p) for p in progress.unchecked() if p in owned}
+            if targets:
+                log.info("reading from checkpoints offsets=%s", targets)
+                await seek(targets)
 
     async def publish(touched: dict[bytes, LineEngine], checkpoints: dict[int, int]) -> None:
         """Points to InfluxDB (and wait for them), then each line's state, then the checkpoints."""

@@ -604,7 +604,11 @@ def up(
                 soft_wrap=True,
             )
         console.print("Ctrl-C stops everything.")
+        disk_at = time.monotonic() + 60
         while not stop_requested["signal"]:
+            if time.monotonic() >= disk_at:
+                _report_disk(stack, run / "status" / "disk.json")
+                disk_at = time.monotonic() + 600
             try:
                 notes = supervisor.poll()
             except SupervisorGaveUp as exc:
@@ -627,6 +631,14 @@ def up(
         console.print("stopped every child process")
     if failure is not None:
         raise ServiceError(f"up stopped: {failure}")
+
+
+def _report_disk(stack: Any, status_file: Path) -> None:
+    """One line on the console and ``run/status/disk.json``: the servers' disk use (bounded by retention)."""
+    usage = stack.disk_usage()
+    status_file.parent.mkdir(parents=True, exist_ok=True)
+    status_file.write_text(json.dumps({"time": time.time(), "bytes": usage}))
+    console.print("disk: " + ", ".join(f"{name} {size / 1e6:.0f} MB" for name, size in usage.items()))
 
 
 def _simulator_argv(warmup: str, seed: int) -> Callable[[], list[str]]:
