@@ -42,7 +42,7 @@ import msgspec
 
 from wipwatch.alert_rules import ALERT_SCHEMA_VERSION, AlertMessage
 from wipwatch.errors import ServiceError
-from wipwatch.mqtt import MqttPublisher
+from wipwatch.mqtt import MqttPublisher, MqttSecurity
 from wipwatch.processors.metrics.alerts import Transition, transition_of
 from wipwatch.processors.metrics.line_state import LineEngine
 from wipwatch.settings import Settings
@@ -327,7 +327,13 @@ def delivery_from_settings(settings: Settings) -> AlertDelivery | None:
         client_id = f"{settings.processor_id}-alerts-{os.getpid()}"
 
         def mqtt() -> MqttPublisher:
-            return MqttPublisher(settings.mqtt_host, settings.mqtt_port, client_id, qos=settings.mqtt_qos)
+            return MqttPublisher(
+                settings.mqtt_host,
+                settings.mqtt_port,
+                client_id,
+                qos=settings.mqtt_qos,
+                security=MqttSecurity.from_settings(settings),
+            )
 
     manager = AlertmanagerClient(settings.alertmanager_url) if settings.alertmanager_url else None
     if mqtt is None and manager is None:

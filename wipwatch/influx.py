@@ -11,6 +11,7 @@ Line protocol is built by hand on purpose: INFRA.md measured ~250k points/s for 
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import logging
@@ -82,6 +83,9 @@ class InfluxTarget:
     bucket: str
     org: str
     token: str
+    #: A v1-style account instead of a token (1.x users, 2.x v1-compatible authorizations).
+    username: str = ""
+    password: str = ""
 
     @classmethod
     def from_settings(cls, settings: Settings, detect: bool = True) -> InfluxTarget:
@@ -94,7 +98,9 @@ class InfluxTarget:
             database=settings.influx_db,
             bucket=settings.influx_bucket,
             org=settings.influx_org,
-            token=settings.influx_token,
+            token=settings.influx_token.get_secret_value(),
+            username=settings.influx_username,
+            password=settings.influx_password.get_secret_value(),
         )
 
     @property
@@ -103,6 +109,9 @@ class InfluxTarget:
         return self.database if self.version == "1" else self.bucket
 
     def headers(self) -> dict[str, str]:
+        if self.username:
+            basic = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
+            return {"Authorization": f"Basic {basic}"}
         return {"Authorization": f"Token {self.token}"} if self.token else {}
 
 

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from wipwatch.credentials import BrokerAuth
 from wipwatch.errors import ServiceError
 
 log = logging.getLogger(__name__)
@@ -161,14 +162,19 @@ def _find_binary(name: str, hint: str) -> str:
     return path
 
 
-def start_mosquitto(run_dir: Path, port: int) -> ChildProcess:
-    """mosquitto with QoS 1 persistence and queues sized for a fast simulator (see docs/operations.md)."""
+def start_mosquitto(run_dir: Path, port: int, auth: BrokerAuth | None = None) -> ChildProcess:
+    """mosquitto with QoS 1 persistence and queues sized for a fast simulator (see docs/operations.md).
+
+    Anonymous on 127.0.0.1 unless ``auth`` gives a password file and ACL (and maybe TLS) from
+    wipwatch/credentials.py.
+    """
     data = run_dir / "mosquitto"
     data.mkdir(parents=True, exist_ok=True)
     conf = data / "mosquitto.conf"
+    access = auth.mosquitto_conf() if auth is not None else "allow_anonymous true\n"
     conf.write_text(
         f"listener {port} 127.0.0.1\n"
-        "allow_anonymous true\n"
+        f"{access}"
         # started as root, mosquitto would switch to user 'mosquitto' and fail to write its persistence
         f"user {getpass.getuser()}\n"
         "persistence true\n"
@@ -425,6 +431,7 @@ class NativeStack:
     children: dict[str, ChildProcess] = field(default_factory=dict)
     #: Optional Prometheus Alertmanager: (port, config file); started after the others.
     alertmanager: tuple[int, Path] | None = None
+    mqtt_auth: BrokerAuth | None = None
 
     @property
     def mqtt_port(self) -> int:
@@ -440,7 +447,7 @@ class NativeStack:
 
     def _starters(self) -> dict[str, Callable[[], ChildProcess]]:
         starters: dict[str, Callable[[], ChildProcess]] = {
-            "mosquitto": lambda: start_mosquitto(self.run_dir, self.ports.mqtt),
+            "mosquitto": lambda: start_mosquitto(self.run_dir, self.ports.mqtt, self.mqtt_auth),
             "kafka": lambda: start_kafka(self.run_dir, self.ports.kafka),
             "influxdb": lambda: start_influxdb(self.run_dir, self.ports.influx, self.database),
         }

@@ -20,6 +20,7 @@ from wipwatch.dashboards.board.snapshot import INFLUX_ERROR, SnapshotSource
 from wipwatch.dashboards.export import build_all
 from wipwatch.dashboards.influxql import expand
 from wipwatch.influx import InfluxTarget, InfluxWriter, line, query, rows
+from wipwatch.retention import MEASUREMENT_FIELDS, RAW_POLICY, ROLLUP_POLICY, ensure_lifecycle, rollup_select
 from wipwatch.services import NativeStack
 from wipwatch.site import LocationKind, Site, load_site
 
@@ -137,7 +138,7 @@ def _aliases(query_text: str) -> list[str]:
 def test_every_panel_query_returns_rows_with_its_columns(stack: NativeStack) -> None:
     site = load_site(EXAMPLE_SITE)
     target = _write(stack, contract_lines(site))
-    variables = {"site": site.site, "line": "line1"}
+    variables = {"site": site.site, "line": "line1", "retention": RAW_POLICY}
     checked = 0
     for uid, model in build_all(site).items():
         for panel in model["panels"]:
@@ -160,7 +161,7 @@ def test_panel_values_match_the_written_points(stack: NativeStack) -> None:
     site = load_site(EXAMPLE_SITE)
     target = _write(stack, contract_lines(site))
     models = build_all(site)
-    variables = {"site": site.site, "line": "line1"}
+    variables = {"site": site.site, "line": "line1", "retention": RAW_POLICY}
 
     def run(model_uid: str, title: str, ref: int = 0) -> list[dict[str, Any]]:
         panel = next(p for p in models[model_uid]["panels"] if p["title"] == title)
@@ -331,3 +332,26 @@ def test_board_snapshot_with_nothing_written_and_with_influx_down(stack: NativeS
     down = SnapshotSource(site, target).snapshot()
     assert down["influx_error"] == INFLUX_ERROR, "what failed in words; the URL stays in the log"
     assert down["totals"] == {"wip": None, "tied_up": None}
+
+
+def test_shift_review_reads_the_rollups_as_it_reads_raw_points(stack: NativeStack) -> None:
+    """The contract has one point per series and minute, so a 1-minute rollup equals the raw points:
+    every shift-review panel must answer the same from either retention policy (wipwatch/retention.py)."""
+    site = load_site(EXAMPLE_SITE)
+    target = _write(stack, contract_lines(site))
+    ensure_lifecycle(target, "INF", "INF")
+    window = "time >= '2026-11-25T05:00:00Z' AND time < '2026-11-25T08:00:00Z'"
+    for measurement in MEASUREMENT_FIELDS:  # what the continuous queries do each minute, as a backfill
+        query(target, rollup_select("wipwatch", measurement, window))
+    model = build_all(site)["wipwatch-shift-review"]
+    compared = 0
+    for panel in model["panels"]:
+        for t in panel["targets"]:
+            answers = []
+            for policy in (RAW_POLICY, ROLLUP_POLICY):
+                variables = {"site": site.site, "line": "line1", "retention": policy}
+                sql = expand(t["query"], variables, "'2026-11-25T05:00:00Z'", "'2026-11-25T08:00:00Z'", "1m")
+                answers.append(rows(query(target, sql)))
+            assert answers[0] and answers[0] == answers[1], panel["title"]
+            compared += 1
+    assert compared == 7
