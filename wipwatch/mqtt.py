@@ -102,7 +102,9 @@ class MqttPublisher:
         if qos not in (0, 1, 2):
             raise ValueError(f"qos must be 0, 1 or 2, got {qos}")
         if not 1 <= max_outstanding <= 60_000:
-            raise ValueError(f"max_outstanding must be in 1..60000 (MQTT has 65535 ids), got {max_outstanding}")
+            raise ValueError(
+                f"max_outstanding must be in 1..60000 (MQTT has 65535 ids), got {max_outstanding}"
+            )
         if keepalive < 1:
             raise ValueError(f"keepalive must be >= 1 s, got {keepalive}")
         self.host, self.port, self.client_id = host, port, client_id
