@@ -13,6 +13,7 @@ PINGREQ, DISCONNECT); everything unacknowledged is kept and sent again, DUP set,
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import struct
@@ -192,10 +193,8 @@ class MqttPublisher:
     def _drop_socket(self) -> None:
         sock, self._sock = self._sock, None
         if sock is not None:
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             sock.close()
 
     def _read_loop(self) -> None:
@@ -232,7 +231,7 @@ class MqttPublisher:
                 return b""
             if i + 2 + length > n:
                 break
-            if kind == _PUBACK or kind == _PUBCOMP:
+            if kind in (_PUBACK, _PUBCOMP):
                 (mid,) = struct.unpack_from("!H", buf, i + 2)
                 unacked.pop(mid, None)
                 released.pop(mid, None)
@@ -295,9 +294,7 @@ class MqttPublisher:
         self._closing = True
         with self._write:
             if self._sock is not None:
-                try:
+                with contextlib.suppress(OSError):
                     self._sock.sendall(_DISCONNECT)
-                except OSError:
-                    pass
             self._drop_socket()
         self._reader.join(5)
