@@ -89,8 +89,8 @@ def main() -> None:
             "WIPWATCH_PROCESSOR_LATENESS_S": str(settings.processor_lateness_s),
             "WIPWATCH_PROCESSOR_IDLE_RELEASE_S": str(settings.processor_idle_release_s),
         }
-        target = InfluxTarget.from_settings(settings)
         with stack.running():
+            target = InfluxTarget.from_settings(settings)
             children: list[ChildProcess] = []
             try:
                 children.append(spawn("ingest", python_module_argv("ingest"), run / "logs", env))
