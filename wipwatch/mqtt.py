@@ -158,8 +158,13 @@ class MqttPublisher:
     def publish(self, topic: str, payload: bytes) -> None:
         """Send one message; blocks while ``max_outstanding`` messages wait for their acknowledgement."""
         if self.qos == 0:
-            self._send(publish_packet(topic.encode(), payload, 0, 0))
-            self.published += 1
+            with self._write:
+                if self._sock is not None:
+                    try:
+                        self._sock.sendall(publish_packet(topic.encode(), payload, 0, 0))
+                    except OSError:
+                        self._drop_socket()
+                self.published += 1
             return
         while len(self._unacked) + len(self._released) >= self._max:
             self._room.clear()
@@ -180,7 +185,7 @@ class MqttPublisher:
                     self._sock.sendall(packet)
                 except OSError:
                     self._drop_socket()  # the reader reconnects and sends it again
-        self.published += 1
+            self.published += 1
 
     def _send(self, packet: bytes) -> None:
         with self._write:
