@@ -389,6 +389,16 @@ def start_influxdb(run_dir: Path, port: int, database: str) -> ChildProcess:
     return child
 
 
+def disk_usage(path: Path) -> int:
+    """Bytes allocated on disk under ``path`` (sparse files count what they use), 0 if it is missing."""
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += (Path(root) / name).stat().st_blocks * 512
+    return total
+
+
 @dataclass
 class Ports:
     mqtt: int
@@ -463,6 +473,10 @@ class NativeStack:
     def stop(self) -> None:
         for child in reversed(list(self.children.values())):
             child.stop()
+
+    def disk_usage(self) -> dict[str, int]:
+        """Bytes on disk per server's data directory (bounded by each server's retention)."""
+        return {name: disk_usage(self.run_dir / name) for name in ("mosquitto", "kafka", "influxdb")}
 
     @contextlib.contextmanager
     def running(self) -> Iterator[NativeStack]:
