@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import getpass
+import shutil
+import ssl
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +20,7 @@ from paho.mqtt.properties import Properties
 from tests.polling import eventually
 from wipwatch.errors import ServiceError
 from wipwatch.mqtt import MqttPublisher
-from wipwatch.services import ChildProcess, free_port, start_mosquitto
+from wipwatch.services import ChildProcess, free_port, port_in_use, spawn, start_mosquitto, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -118,3 +122,97 @@ def test_unreachable_broker_and_bad_arguments_say_what() -> None:
         MqttPublisher("127.0.0.1", 1, "x", max_outstanding=0)
     with pytest.raises(ValueError, match="qos"):
         MqttPublisher("127.0.0.1", 1, "x", qos=3)
+
+
+def _openssl(where: Path, *args: str) -> None:
+    subprocess.run(["openssl", *args], cwd=where, check=True, capture_output=True)
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl CLI")
+def test_tls_delivers_everything_and_refuses_an_untrusted_broker(tmp_path: Path) -> None:
+    _openssl(
+        tmp_path,
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=wipwatch-test-ca",
+    )
+    _openssl(
+        tmp_path,
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "srv.key",
+        "-out",
+        "srv.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    )
+    (tmp_path / "ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    _openssl(
+        tmp_path,
+        "x509",
+        "-req",
+        "-in",
+        "srv.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "srv.crt",
+        "-days",
+        "1",
+        "-extfile",
+        "ext",
+    )
+    port = free_port()
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\nuser {getpass.getuser()}\n"
+        f"cafile {tmp_path}/ca.crt\ncertfile {tmp_path}/srv.crt\nkeyfile {tmp_path}/srv.key\n"
+        # as the embedded broker: queue for a slower subscriber rather than drop (the default keeps 1000)
+        "max_queued_messages 1000000\n"
+    )
+    broker = spawn("mosquitto-tls", ["mosquitto", "-c", str(conf)], tmp_path / "logs")
+    tls_args = ["-h", "127.0.0.1", "-p", str(port), "--cafile", str(tmp_path / "ca.crt")]
+    sent = [b"tls-%d" % i for i in range(20_000)]
+    sub: subprocess.Popen[bytes] | None = None
+    try:
+        wait_until(broker, lambda: port_in_use(port))
+        # a retained message: the subscriber's first line, proof that it is subscribed
+        subprocess.run(
+            ["mosquitto_pub", *tls_args, "-q", "1", "-r", "-t", "t/ready", "-m", "ready"], check=True
+        )
+        out = tmp_path / "sub.out"
+        with open(out, "wb") as stdout:
+            sub = subprocess.Popen(
+                ["mosquitto_sub", *tls_args, "-q", "1", "-t", "t/#", "-C", str(len(sent) + 1)], stdout=stdout
+            )
+        eventually(lambda: out.stat().st_size, bool, timeout=30, what="the subscriber's first message")
+        context = ssl.create_default_context(cafile=str(tmp_path / "ca.crt"))
+        publisher = MqttPublisher("127.0.0.1", port, "tls-pub", ssl_context=context)
+        for payload in sent:
+            publisher.publish("t/x", payload)
+        assert publisher.drain(60)
+        publisher.close()
+        assert sub.wait(60) == 0
+        assert out.read_bytes().split(b"\n")[1:-1] == sent
+        with pytest.raises(ServiceError, match="CERTIFICATE_VERIFY_FAILED"):
+            MqttPublisher("127.0.0.1", port, "tls-untrusted", ssl_context=ssl.create_default_context())
+    finally:
+        if sub is not None and sub.poll() is None:
+            sub.kill()
+        broker.stop()
