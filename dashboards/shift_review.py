@@ -1,7 +1,8 @@
 """Shift review: one shift (or a replayed recording) summarised over the chosen time range.
 
 Metrics are in event time, so a replay at any speed lands on the shift's own timestamps: pick the shift's
-time range (the default is the last 8 hours) and every panel aggregates over exactly that range.
+time range (the default is the last 8 hours) and every panel aggregates over exactly that range. Beyond
+the raw points' retention (30 days), choose Data = 1-minute rollups (docs/dashboards.md).
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from grafana_foundation_sdk.builders import barchart, stat, table, timeseries
 from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.builders import dashboard as dash
 from grafana_foundation_sdk.models import common
+from grafana_foundation_sdk.models import dashboard as model
 
 from wipwatch.dashboards.influxql import DATASOURCE, InfluxQL, site_filter
 from wipwatch.dashboards.panels import grid, line_variable, money_unit, site_variable, sort_desc, unit_is
+from wipwatch.retention import RAW_POLICY, ROLLUP_POLICY
 from wipwatch.site import Site
 
 UID = "wipwatch-shift-review"
@@ -29,7 +32,7 @@ def shift_totals() -> stat.Panel:
         .with_target(
             InfluxQL(
                 'SELECT mean("parts_per_hour") AS "throughput", mean("demand_per_hour") AS "demand", '
-                'mean("production_ratio") AS "production_ratio" FROM "throughput" '
+                'mean("production_ratio") AS "production_ratio" FROM "$retention"."throughput" '
                 f"WHERE {site_filter()} AND \"location\" = '_line' GROUP BY time($__interval)"
             )
         )
@@ -46,7 +49,7 @@ def peak_wip() -> barchart.Panel:
         .x_field("location")
         .with_target(
             InfluxQL(
-                'SELECT max("parts") AS "peak", mean("parts") AS "mean" FROM "wip" '
+                'SELECT max("parts") AS "peak", mean("parts") AS "mean" FROM "$retention"."wip" '
                 f'WHERE {site_filter()} GROUP BY "location"'
             ).table()
         )
@@ -62,7 +65,7 @@ def flow_time_over_shift() -> timeseries.Panel:
         .unit("s")
         .with_target(
             InfluxQL(
-                'SELECT max("p90_s") AS "p90", max("oldest_age_s") AS "oldest" FROM "flow_time" '
+                'SELECT max("p90_s") AS "p90", max("oldest_age_s") AS "oldest" FROM "$retention"."flow_time" '
                 f"WHERE {site_filter()} AND \"location\" = '_line' GROUP BY time($__interval)"
             )
         )
@@ -84,7 +87,7 @@ def bottleneck_shares() -> table.Panel:
             InfluxQL(
                 'SELECT last("share") AS "share", "sole_share" AS "sole_share", '
                 '"shifting_share" AS "shifting_share" '
-                f'FROM "bottleneck" WHERE {site_filter()} GROUP BY "line", "location"'
+                f'FROM "$retention"."bottleneck" WHERE {site_filter()} GROUP BY "line", "location"'
             ).table()
         )
         .transformations(sort_desc("share"))
@@ -106,7 +109,7 @@ def station_losses() -> table.Panel:
             InfluxQL(
                 'SELECT spread("starved_s") AS "starved", spread("blocked_s") AS "blocked", '
                 'spread("down_s") AS "down", spread("working_s") AS "working" '
-                f'FROM "station" WHERE {site_filter()} GROUP BY "line", "location"'
+                f'FROM "$retention"."station" WHERE {site_filter()} GROUP BY "line", "location"'
             ).table()
         )
     )
@@ -124,7 +127,7 @@ def cost_of_shift(site: Site) -> stat.Panel:
         .with_target(
             InfluxQL(
                 'SELECT sum("accrued") AS "holding_cost" FROM (SELECT spread("holding_cost") AS "accrued" '
-                f'FROM "cost" WHERE {site_filter()} GROUP BY "line", "location")'
+                f'FROM "$retention"."cost" WHERE {site_filter()} GROUP BY "line", "location")'
             ).table()
         )
     )
@@ -138,10 +141,31 @@ def data_quality_by_reason() -> table.Panel:
         .grid_pos(grid(12, 18, 12, 5))
         .with_target(
             InfluxQL(
-                'SELECT sum("count") AS "count" FROM "data_quality" '
+                'SELECT sum("count") AS "count" FROM "$retention"."data_quality" '
                 f'WHERE {site_filter()} GROUP BY "line", "location", "reason"'
             ).table()
         )
+    )
+
+
+def retention_variable() -> dash.CustomVariable:
+    """``$retention``: raw points (kept 30 days) or 1-minute rollups (kept 400 days) for longer ranges.
+
+    Both carry the same measurement, tag and field names (wipwatch/retention.py), so every panel reads
+    either; over a long range the rollups are what is still there, and far fewer points to draw.
+    """
+    raw = model.VariableOption(selected=True, text=f"raw points ({RAW_POLICY})", value=RAW_POLICY)
+    rollup = model.VariableOption(
+        selected=False, text=f"1-minute rollups ({ROLLUP_POLICY})", value=ROLLUP_POLICY
+    )
+    return (
+        dash.CustomVariable("retention")
+        .label("Data")
+        .values(
+            f"raw points ({RAW_POLICY}) : {RAW_POLICY}, 1-minute rollups ({ROLLUP_POLICY}) : {ROLLUP_POLICY}"
+        )
+        .options([raw, rollup])
+        .current(raw)
     )
 
 
@@ -155,6 +179,7 @@ def build(site: Site) -> dash.Dashboard:
         .time("now-8h", "now")
         .with_variable(site_variable(site))
         .with_variable(line_variable(site, multi=True))
+        .with_variable(retention_variable())
         .with_panel(shift_totals())
         .with_panel(flow_time_over_shift())
         .with_panel(peak_wip())

@@ -41,6 +41,7 @@ from paho.mqtt.properties import Properties
 from wipwatch.errors import EventError, Rejection
 from wipwatch.events import ALERTS_TOPIC_ROOT, EVENT_TOPIC_FILTER, line_key, pack_events, validate_message
 from wipwatch.kafka import ensure_event_topics, line_partition
+from wipwatch.mqtt import MqttSecurity, refusal_hint
 from wipwatch.services import ChildProcess, wait_until
 from wipwatch.settings import Settings
 from wipwatch.site import Site
@@ -194,6 +195,7 @@ class IngestBridge:
         client.on_message = self._on_message
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
+        MqttSecurity.from_settings(s).apply(client)
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = s.ingest_session_expiry_s
         props.ReceiveMaximum = RECEIVE_MAXIMUM
@@ -240,7 +242,7 @@ class IngestBridge:
 
     def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
         if reason.is_failure:
-            log.error("mqtt connect refused reason=%s", reason)
+            log.error("mqtt connect refused reason=%s", refusal_hint(reason))
             return
         topic = f"$share/{self.settings.ingest_share_group}/{EVENT_TOPIC_FILTER}"
         client.subscribe(topic, qos=self.settings.mqtt_qos)

@@ -1,15 +1,17 @@
-"""Publishing over MQTT (QoS 1 or 2) with back-pressure, so a fast run drops nothing.
+"""MQTT clients: credentials and TLS from the settings, and publishing (QoS 1) with back-pressure.
 
-Shared by the simulators and the recorder's replay (services import the core, never each other).
+Every wipwatch MQTT client (ingest, recorder, simulator, replay, processors' alerts) takes its username,
+password and TLS files from :class:`MqttSecurity`, so there is one place that builds them. Shared by the
+services (services import the core, never each other).
 
-Written on the socket rather than through paho: profiled (docs/architecture.md, "Where the time goes"),
-paho's network thread spends most of a fast publish in ``_update_inflight``, which walks every message in
-flight on each PUBACK (quadratic in the window), and in a socket-pair wake-up per publish; one paho
-connection topped out at about 7,000 msg/s. Here the publishing thread writes the PUBLISH packet itself
-and one reader thread parses the acknowledgements in bulk, so the broker's window can stay full. What the
-wire needs of MQTT 3.1.1 for a publisher is small (CONNECT, PUBLISH, PUBACK, PUBREC/PUBREL/PUBCOMP,
-PINGREQ, DISCONNECT); everything unacknowledged is kept and sent again, DUP set, after a reconnect.
-With TLS (``ssl_context``) the reader reads under the write lock, as one OpenSSL connection must not
+The publisher writes MQTT 3.1.1 on the socket rather than through paho: profiled (docs/architecture.md,
+"Where the time goes"), paho's network thread spends most of a fast publish in ``_update_inflight``, which
+walks every message in flight on each PUBACK (quadratic in the window), and in a socket-pair wake-up per
+publish; one paho connection topped out at 3,000-7,000 msg/s. Here the publishing thread writes the
+PUBLISH packet itself and one reader thread parses the acknowledgements in bulk, so the broker's window
+can stay full. What the wire needs of MQTT 3.1.1 for a publisher is small (CONNECT, PUBLISH, PUBACK,
+PUBREC/PUBREL/PUBCOMP, PINGREQ, DISCONNECT); everything unacknowledged is kept and sent again, DUP set,
+after a reconnect. With TLS the reader reads under the write lock, as one OpenSSL connection must not
 read and write at once (measured: 45,800 msg/s over TLS on loopback).
 """
 
@@ -23,10 +25,15 @@ import ssl
 import struct
 import threading
 import time
-from typing import Final
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
 
-from wipwatch.errors import ServiceError
+import paho.mqtt.client as mqtt
+
+from wipwatch.errors import ServiceError, SettingsError
 from wipwatch.events import Event, encode_event, topic_for
+from wipwatch.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +53,97 @@ _CONNACK_REASONS: Final = {
     1: "unacceptable protocol version",
     2: "client id rejected",
     3: "server unavailable",
-    4: "bad user name or password",
+    4: "bad user name or password (not authorized)",
     5: "not authorized",
 }
+
+
+@dataclass(frozen=True)
+class MqttSecurity:
+    """How a client proves who it is and checks the broker: username/password, TLS with a CA, client cert.
+
+    ``tls`` with no ``ca_file`` trusts the system's CAs; a ``ca_file`` turns TLS on by itself.
+    """
+
+    username: str = ""
+    password: str = ""
+    tls: bool = False
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> MqttSecurity:
+        return cls(
+            settings.mqtt_username,
+            settings.mqtt_password.get_secret_value(),
+            settings.mqtt_tls,
+            settings.mqtt_ca_file,
+            settings.mqtt_cert_file,
+            settings.mqtt_key_file,
+        )
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.tls or self.ca_file is not None or self.cert_file is not None
+
+    def _check(self) -> None:
+        if self.password and not self.username:
+            raise SettingsError("WIPWATCH_MQTT_PASSWORD is set but WIPWATCH_MQTT_USERNAME is empty")
+        if not self.uses_tls:
+            return
+        if (self.cert_file is None) != (self.key_file is None):
+            raise SettingsError("WIPWATCH_MQTT_CERT_FILE and WIPWATCH_MQTT_KEY_FILE go together: set both")
+        for name, path in (("CA", self.ca_file), ("CERT", self.cert_file), ("KEY", self.key_file)):
+            if path is not None and not path.is_file():
+                raise SettingsError(f"WIPWATCH_MQTT_{name}_FILE: {path} is not a file")
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context of a socket-level client (the publisher), or ``None`` without TLS.
+
+        Raises:
+            SettingsError: as :meth:`apply`.
+        """
+        self._check()
+        if not self.uses_tls:
+            return None
+        try:
+            context = ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
+            if self.cert_file is not None and self.key_file is not None:
+                context.load_cert_chain(str(self.cert_file), str(self.key_file))
+        except (ssl.SSLError, ValueError, OSError) as exc:
+            raise SettingsError(f"MQTT TLS files cannot be used: {exc}") from None
+        return context
+
+    def apply(self, client: mqtt.Client) -> None:
+        """Set credentials and TLS on ``client`` before it connects.
+
+        Raises:
+            SettingsError: a TLS file is missing, or a client certificate comes without its key.
+        """
+        self._check()
+        if self.username:
+            client.username_pw_set(self.username, self.password or None)
+        if not self.uses_tls:
+            return
+        try:
+            client.tls_set(
+                ca_certs=str(self.ca_file) if self.ca_file else None,
+                certfile=str(self.cert_file) if self.cert_file else None,
+                keyfile=str(self.key_file) if self.key_file else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
+        except (ssl.SSLError, ValueError) as exc:
+            raise SettingsError(f"MQTT TLS files cannot be used: {exc}") from None
+
+
+def refusal_hint(reason: Any) -> str:
+    """A CONNACK refusal in words, with what to check."""
+    text = str(reason)
+    if "authori" in text.lower() or "password" in text.lower():
+        return f"{text}; check WIPWATCH_MQTT_USERNAME / WIPWATCH_MQTT_PASSWORD and the broker's password file"
+    return text
 
 
 def _remaining_length(n: int) -> bytes:
@@ -76,10 +171,11 @@ def connect_packet(client_id: str, keepalive: int, username: str | None, passwor
     return bytes([_CONNECT]) + _remaining_length(len(body)) + body
 
 
-def publish_packet(topic: bytes, payload: bytes, qos: int, mid: int) -> bytes:
+def publish_packet(topic: bytes, payload: bytes, qos: int, mid: int, retain: bool = False) -> bytes:
     """One PUBLISH packet; ``mid`` is ignored at QoS 0."""
     head = struct.pack("!H", len(topic)) + topic + (struct.pack("!H", mid) if qos else b"")
-    return bytes([_PUBLISH | qos << 1]) + _remaining_length(len(head) + len(payload)) + head + payload
+    first = _PUBLISH | qos << 1 | (1 if retain else 0)
+    return bytes([first]) + _remaining_length(len(head) + len(payload)) + head + payload
 
 
 class MqttPublisher:
@@ -89,8 +185,12 @@ class MqttPublisher:
     re-established with back-off and every unacknowledged message sent again, so nothing published is lost
     while the process lives (the processors drop the duplicates by event id).
 
+    ``security`` gives the credentials and TLS files (:class:`MqttSecurity`); ``ssl_context``, if given,
+    replaces the TLS context built from it.
+
     Raises:
         ServiceError: the broker is not reachable or refuses the first connection.
+        SettingsError: ``security`` names TLS files that cannot be used.
     """
 
     def __init__(
@@ -100,8 +200,7 @@ class MqttPublisher:
         client_id: str,
         qos: int = 1,
         max_outstanding: int = 20_000,
-        username: str | None = None,
-        password: str | None = None,
+        security: MqttSecurity | None = None,
         keepalive: int = 30,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
@@ -120,8 +219,11 @@ class MqttPublisher:
         self.reconnects = 0
         self._max = max_outstanding
         self._keepalive = keepalive
-        self._tls = ssl_context
-        self._connect_bytes = connect_packet(client_id, keepalive, username, password)
+        security = security or MqttSecurity()
+        self._tls = ssl_context or security.ssl_context()
+        self._connect_bytes = connect_packet(
+            client_id, keepalive, security.username or None, security.password or None
+        )
         # mid -> PUBLISH packet, in sending order; QoS 2 ids move to _released after PUBREC.
         self._unacked: dict[int, bytes] = {}
         self._released: dict[int, None] = {}
@@ -149,11 +251,13 @@ class MqttPublisher:
             while len(ack) < 4:
                 chunk = sock.recv(4 - len(ack))
                 if not chunk:
-                    raise OSError("connection closed before CONNACK")
+                    raise OSError("connection closed before the broker answered; TLS settings?")
                 ack += chunk
             if ack[0] != _CONNACK or ack[3] != 0:
-                reason = _CONNACK_REASONS.get(ack[3], f"code {ack[3]}")
-                raise ServiceError(f"MQTT broker at {self.host}:{self.port} refused the connection: {reason}")
+                reason = refusal_hint(_CONNACK_REASONS.get(ack[3], f"code {ack[3]}"))
+                raise ServiceError(
+                    f"MQTT broker at {self.host}:{self.port} did not accept the connection: {reason}"
+                )
             sock.settimeout(self._keepalive / 2)
         except BaseException:
             sock.close()
@@ -163,13 +267,13 @@ class MqttPublisher:
     def __call__(self, event: Event) -> None:
         self.publish(topic_for(event), encode_event(event))
 
-    def publish(self, topic: str, payload: bytes) -> None:
+    def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
         """Send one message; blocks while ``max_outstanding`` messages wait for their acknowledgement."""
         if self.qos == 0:
             with self._write:
                 if self._sock is not None:
                     try:
-                        self._sock.sendall(publish_packet(topic.encode(), payload, 0, 0))
+                        self._sock.sendall(publish_packet(topic.encode(), payload, 0, 0, retain))
                     except OSError:
                         self._drop_socket()
                 self.published += 1
@@ -186,7 +290,7 @@ class MqttPublisher:
                 if mid not in self._unacked and mid not in self._released:
                     break
             self._next_mid = mid
-            packet = publish_packet(topic.encode(), payload, self.qos, mid)
+            packet = publish_packet(topic.encode(), payload, self.qos, mid, retain)
             self._unacked[mid] = packet
             if self._sock is not None:
                 try:
