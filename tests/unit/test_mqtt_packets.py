@@ -40,3 +40,8 @@ def test_remaining_length_is_the_spec_variable_byte_integer(size: int, encoded: 
     packet = publish_packet(b"t", b"x" * (size - 5), 1, 1)
     assert packet[1 : 1 + len(encoded)] == encoded
     assert len(packet) == 1 + len(encoded) + size
+
+
+def test_retained_publish_sets_the_retain_bit() -> None:
+    assert publish_packet(b"t", b"x", 1, 1, retain=True)[0] == 0x33
+    assert publish_packet(b"t", b"x", 0, 0, retain=True)[0] == 0x31
