@@ -336,6 +336,8 @@ def start_kafka(run_dir: Path, port: int) -> ChildProcess:
     home.mkdir(parents=True, exist_ok=True)
     controller_file = home / "controller.port"
     controller_port = int(controller_file.read_text()) if controller_file.exists() else free_port()
+    while controller_port == port:  # the caller's port may be free but not yet bound: never take it
+        controller_port = free_port()
     if port_in_use(controller_port):
         raise ServiceError(
             f"Kafka controller port {controller_port} on 127.0.0.1 is in use ({controller_file})"
