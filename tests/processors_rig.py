@@ -20,7 +20,7 @@ from tests.conftest import namespace, stack_env, stack_topics
 from tests.polling import eventually
 from wipwatch.events import Event, pack_by_line
 from wipwatch.influx import InfluxTarget, last_values, query
-from wipwatch.kafka import ensure_topics, line_partition
+from wipwatch.kafka import ensure_topics, send_line_record
 from wipwatch.services import ChildProcess, NativeStack, python_module_argv, spawn
 from wipwatch.settings import load_settings
 from wipwatch.site import Site
@@ -47,8 +47,7 @@ def produce(
         try:
             sends = []
             for key, value in records:
-                partition = line_partition(site, key.decode().split("/", 1)[1], partitions)
-                sends.append(await producer.send(topic, value, key=key, partition=partition))
+                sends.append(await send_line_record(producer, site, topic, key, value, partitions))
             await asyncio.gather(*sends)
         finally:
             await producer.stop()

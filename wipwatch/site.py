@@ -9,15 +9,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from wipwatch.errors import SiteFileError
 
-#: Identifiers appear in MQTT topics and InfluxDB tags: no '/', '+', '#', spaces or commas.
-Ident = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+#: Identifiers appear in MQTT topics, Kafka keys, InfluxDB tags and database names: no '/', '+', '#',
+#: spaces or commas. The one definition: the event schema and the CLI use it too.
+IDENT_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+Ident = Annotated[str, Field(pattern=IDENT_PATTERN)]
 
 #: Site ids that would collide with wipwatch's own topics.
 RESERVED_SITE_IDS = frozenset({"alerts"})
