@@ -13,6 +13,7 @@ from grafana_foundation_sdk.models import common
 
 from wipwatch.dashboards.influxql import DATASOURCE, InfluxQL, site_filter
 from wipwatch.dashboards.panels import grid, line_variable, money_unit, site_variable, sort_desc, unit_is
+from wipwatch.measurements import BOTTLENECK, COST, DATA_QUALITY, FLOW_TIME, STATION, THROUGHPUT, WIP
 from wipwatch.site import Site
 
 UID = "wipwatch-shift-review"
@@ -29,7 +30,7 @@ def shift_totals() -> stat.Panel:
         .with_target(
             InfluxQL(
                 'SELECT mean("parts_per_hour") AS "throughput", mean("demand_per_hour") AS "demand", '
-                'mean("production_ratio") AS "production_ratio" FROM "throughput" '
+                f'mean("production_ratio") AS "production_ratio" FROM "{THROUGHPUT}" '
                 f"WHERE {site_filter()} AND \"location\" = '_line' GROUP BY time($__interval)"
             )
         )
@@ -46,7 +47,7 @@ def peak_wip() -> barchart.Panel:
         .x_field("location")
         .with_target(
             InfluxQL(
-                'SELECT max("parts") AS "peak", mean("parts") AS "mean" FROM "wip" '
+                f'SELECT max("parts") AS "peak", mean("parts") AS "mean" FROM "{WIP}" '
                 f'WHERE {site_filter()} GROUP BY "location"'
             ).table()
         )
@@ -62,7 +63,7 @@ def flow_time_over_shift() -> timeseries.Panel:
         .unit("s")
         .with_target(
             InfluxQL(
-                'SELECT max("p90_s") AS "p90", max("oldest_age_s") AS "oldest" FROM "flow_time" '
+                f'SELECT max("p90_s") AS "p90", max("oldest_age_s") AS "oldest" FROM "{FLOW_TIME}" '
                 f"WHERE {site_filter()} AND \"location\" = '_line' GROUP BY time($__interval)"
             )
         )
@@ -84,7 +85,7 @@ def bottleneck_shares() -> table.Panel:
             InfluxQL(
                 'SELECT last("share") AS "share", "sole_share" AS "sole_share", '
                 '"shifting_share" AS "shifting_share" '
-                f'FROM "bottleneck" WHERE {site_filter()} GROUP BY "line", "location"'
+                f'FROM "{BOTTLENECK}" WHERE {site_filter()} GROUP BY "line", "location"'
             ).table()
         )
         .transformations(sort_desc("share"))
@@ -106,7 +107,7 @@ def station_losses() -> table.Panel:
             InfluxQL(
                 'SELECT spread("starved_s") AS "starved", spread("blocked_s") AS "blocked", '
                 'spread("down_s") AS "down", spread("working_s") AS "working" '
-                f'FROM "station" WHERE {site_filter()} GROUP BY "line", "location"'
+                f'FROM "{STATION}" WHERE {site_filter()} GROUP BY "line", "location"'
             ).table()
         )
     )
@@ -124,7 +125,7 @@ def cost_of_shift(site: Site) -> stat.Panel:
         .with_target(
             InfluxQL(
                 'SELECT sum("accrued") AS "holding_cost" FROM (SELECT spread("holding_cost") AS "accrued" '
-                f'FROM "cost" WHERE {site_filter()} GROUP BY "line", "location")'
+                f'FROM "{COST}" WHERE {site_filter()} GROUP BY "line", "location")'
             ).table()
         )
     )
@@ -138,7 +139,7 @@ def data_quality_by_reason() -> table.Panel:
         .grid_pos(grid(12, 18, 12, 5))
         .with_target(
             InfluxQL(
-                'SELECT sum("count") AS "count" FROM "data_quality" '
+                f'SELECT sum("count") AS "count" FROM "{DATA_QUALITY}" '
                 f'WHERE {site_filter()} GROUP BY "line", "location", "reason"'
             ).table()
         )
