@@ -34,7 +34,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from wipwatch.cli import wip_snapshot
 from wipwatch.events import Event, PartIn, decode_record, pack_by_line
 from wipwatch.influx import InfluxTarget, query
-from wipwatch.kafka import ensure_topics, send_line_record
+from wipwatch.kafka import ensure_topics, send_line_records
 from wipwatch.services import ChildProcess, NativeStack, Ports, python_module_argv, spawn
 from wipwatch.settings import REPO_ROOT, load_settings
 from wipwatch.simulators.line import simulate_site
@@ -88,10 +88,7 @@ async def fill(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -
     )
     await producer.start()
     try:
-        sends = []
-        for key, value in records:
-            sends.append(await send_line_record(producer, site, topic, key, value, PARTITIONS))
-        await asyncio.gather(*sends)
+        await send_line_records(producer, site, topic, records, PARTITIONS)
     finally:
         await producer.stop()
 

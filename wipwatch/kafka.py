@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -130,3 +131,15 @@ async def send_line_record(
             partitions = len(await producer.partitions_for(topic))
         partition = line_partition(site, line_id, partitions)
     return await producer.send(topic, value, key=key, partition=partition)
+
+
+async def send_line_records(
+    producer: RecordProducer,
+    site: Site | None,
+    topic: str,
+    records: Iterable[tuple[bytes, bytes]],
+    partitions: int,
+) -> None:
+    """Produce ``(key, value)`` records as ``send_line_record`` does, in order; wait until all are acked."""
+    sends = [await send_line_record(producer, site, topic, key, value, partitions) for key, value in records]
+    await asyncio.gather(*sends)
