@@ -32,7 +32,9 @@ EVENT_TOPIC_FILTER: Final = f"{TOPIC_ROOT}/+/+/+/+"
 #: wipwatch's own output (alerts) lives beside the events; ingest skips it.
 ALERTS_TOPIC_ROOT: Final = f"{TOPIC_ROOT}/alerts"
 
-Ident = Annotated[str, msgspec.Meta(pattern=IDENT_PATTERN)]
+#: msgspec matches with Python's ``re``, whose ``$`` also matches before a final newline ("l1\n" passed);
+#: ``\Z`` does not. (The site file's pydantic uses a regex engine without that gap.)
+Ident = Annotated[str, msgspec.Meta(pattern=IDENT_PATTERN.removesuffix("$") + r"\Z")]
 EventId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 PartId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 EventTime = Annotated[datetime, msgspec.Meta(tz=True)]

@@ -75,3 +75,10 @@ def test_line_keys_round_trip_and_a_key_without_a_slash_is_named() -> None:
     assert parse_line_key(line_key("p1", "l.2-x")) == ("p1", "l.2-x")
     with pytest.raises(EventError, match="b'p1l1' is not <site>/<line>"):
         parse_line_key(b"p1l1")
+
+
+@pytest.mark.parametrize("field", ["site", "line", "location"])
+def test_an_identifier_with_a_trailing_newline_is_rejected_like_the_site_file_does(field: str) -> None:
+    payload = encode_event(_in(**{field: "l1\n"}))
+    with pytest.raises(EventError, match=f"schema: Expected `str` matching regex .* - at `\\$.{field}`"):
+        decode_event(payload)
