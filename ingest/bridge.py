@@ -4,12 +4,18 @@ Delivery: paho acknowledges a message to mosquitto only after Kafka has confirme
 (``manual_ack``), so a crash re-delivers instead of losing; the processors drop the duplicates by event id.
 Several instances share the subscription (``$share/<group>/...``) and split the load. The paho callback
 only hands the message to the asyncio loop; validation and producing run there, in batches.
+
+No message can stop the bridge: whatever ``validate_message`` refuses, and anything unexpected while
+checking one message (reason ``internal``), goes to the dead-letter topic with its reason, cut to
+``DEADLETTER_PAYLOAD_BYTES`` with its size and sha256, and the messages after it flow on. Were a message
+to crash the loop instead, mosquitto would deliver it again to the restarted bridge, forever.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import logging
 import os
@@ -25,7 +31,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from wipwatch.errors import EventError
+from wipwatch.errors import EventError, Rejection
 from wipwatch.events import ALERTS_TOPIC_ROOT, EVENT_TOPIC_FILTER, line_key, pack_events, validate_message
 from wipwatch.kafka import RecordProducer, ensure_event_topics, send_line_record
 from wipwatch.services import ChildProcess, wait_until
@@ -38,6 +44,11 @@ log = logging.getLogger(__name__)
 RECEIVE_MAXIMUM = 1000
 _SESSION_NEVER_EXPIRES = 0xFFFFFFFF
 _BATCH = 1000
+#: How much of a rejected payload (and topic) a dead-letter record keeps; the record says the full size.
+DEADLETTER_PAYLOAD_BYTES = 4096
+DEADLETTER_TOPIC_CHARS = 1024
+#: Bytes of events packed into one Kafka record at most (the producer's request limit is 1 MiB).
+_MAX_PACK_BYTES = 512 * 1024
 
 
 @dataclass
@@ -46,6 +57,7 @@ class IngestStats:
     rejected: int = 0
     skipped: int = 0
     subscribed: bool = False
+    #: Rejections per ``Rejection`` kind: a fixed set of keys, whatever the messages say.
     reasons: dict[str, int] = field(default_factory=dict)
 
 
@@ -76,18 +88,34 @@ def read_status(run_dir: Path, client_id: str) -> dict[str, Any] | None:
         return None
 
 
-def deadletter_record(topic: str, payload: bytes, reason: str, received_at: float, source: str) -> bytes:
-    """The JSON value of a dead-letter record: why, where from, and the raw payload, nothing lost."""
+def deadletter_record(
+    topic: str,
+    payload: bytes,
+    reason: str,
+    received_at: float,
+    source: str,
+    kind: Rejection = Rejection.SCHEMA,
+) -> bytes:
+    """The JSON value of a dead-letter record: why, where from, and the raw payload.
+
+    A payload longer than ``DEADLETTER_PAYLOAD_BYTES`` is cut there (``truncated``); ``size`` and ``sha256``
+    always describe the whole payload, so the original can be matched.
+    """
+    kept = payload[:DEADLETTER_PAYLOAD_BYTES]
     try:
-        text, encoding = payload.decode("utf-8"), "utf-8"
+        text, encoding = kept.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
-        text, encoding = base64.b64encode(payload).decode(), "base64"
+        text, encoding = base64.b64encode(kept).decode(), "base64"
     return msgspec.json.encode(
         {
             "reason": reason,
-            "topic": topic,
+            "kind": kind.value,
+            "topic": topic[:DEADLETTER_TOPIC_CHARS],
             "payload": text,
             "payload_encoding": encoding,
+            "truncated": len(kept) < len(payload),
+            "size": len(payload),
+            "sha256": hashlib.sha256(payload).hexdigest(),
             "received_at": received_at,
             "source": source,
         }
@@ -163,6 +191,28 @@ class IngestBridge:
         self._client = client
         return client
 
+    async def _dead_letter(
+        self,
+        producer: RecordProducer,
+        message: mqtt.MQTTMessage,
+        payload: bytes,
+        reason: str,
+        kind: Rejection,
+        now: float,
+    ) -> asyncio.Future[Any]:
+        self.stats.rejected += 1
+        self.stats.reasons[kind.value] = self.stats.reasons.get(kind.value, 0) + 1
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:  # paho decodes the topic on access; MQTT requires UTF-8
+            topic = message._topic.decode("utf-8", "replace")
+        log.warning("dead-letter kind=%s topic=%.200s reason=%.500s", kind.value, topic, reason)
+        s = self.settings
+        record = deadletter_record(topic, payload, reason, now, s.ingest_client_id, kind)
+        key = topic[:DEADLETTER_TOPIC_CHARS].encode()
+        future: asyncio.Future[Any] = await producer.send(s.deadletter_topic, record, key=key)
+        return future
+
     async def _send_pack(
         self, producer: RecordProducer, where: tuple[str, str], pack: list[bytes]
     ) -> asyncio.Future[Any]:
@@ -216,27 +266,36 @@ class IngestBridge:
         s = self.settings
         sends = []
         packs: dict[tuple[str, str], list[bytes]] = {}
+        pack_bytes: dict[tuple[str, str], int] = {}
         now = time.time()
         for message in batch:
-            topic = message.topic
-            if topic.startswith(ALERTS_TOPIC_ROOT + "/"):
-                self.stats.skipped += 1
-                continue
             payload = bytes(message.payload)
             try:
-                event = validate_message(topic, payload, self.site)
+                topic = message.topic
+                if topic.startswith(ALERTS_TOPIC_ROOT + "/"):
+                    self.stats.skipped += 1
+                    continue
+                event = validate_message(topic, payload, self.site, now, s.max_clock_ahead_s)
             except EventError as exc:
-                self.stats.rejected += 1
-                reason_kind = exc.reason.split(":", 1)[0]
-                self.stats.reasons[reason_kind] = self.stats.reasons.get(reason_kind, 0) + 1
-                log.warning("dead-letter topic=%s reason=%s", topic, exc.reason)
-                record = deadletter_record(topic, payload, exc.reason, now, s.ingest_client_id)
-                sends.append(await producer.send(s.deadletter_topic, record, key=topic.encode()))
+                sends.append(await self._dead_letter(producer, message, payload, exc.reason, exc.kind, now))
+                continue
+            except Exception:  # a message must never stop the bridge (see the module docstring)
+                log.exception("unexpected error validating a message: dead-lettered as internal")
+                reason = "internal: unexpected error while validating (see the ingest log)"
+                sends.append(
+                    await self._dead_letter(producer, message, payload, reason, Rejection.INTERNAL, now)
+                )
                 continue
             self.stats.accepted += 1
             where = (event.site, event.line)
             pack = packs.setdefault(where, [])
+            if pack and pack_bytes[where] + len(payload) > _MAX_PACK_BYTES:
+                sends.append(await self._send_pack(producer, where, pack))
+                pack.clear()
+            if not pack:
+                pack_bytes[where] = 0
             pack.append(payload)
+            pack_bytes[where] += len(payload) + 1
             if len(pack) >= s.ingest_events_per_record:
                 sends.append(await self._send_pack(producer, where, pack))
                 pack.clear()

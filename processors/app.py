@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import faust
+from aiokafka.errors import IllegalStateError
 from faust.types import TP
 
 from wipwatch.errors import EventError
@@ -69,6 +70,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         growth_window_s=settings.processor_growth_window_s,
         dedup_horizon_s=settings.processor_dedup_horizon_s,
         dedup_max_ids=settings.processor_dedup_max_ids,
+        max_ahead_s=settings.max_clock_ahead_s,
     )
 
 
@@ -152,16 +154,30 @@ def create_app(settings: Settings, site: Site | None = None, writer: InfluxWrite
         cache[key] = _Cached(engine, blob, time.monotonic())
         return engine
 
-    async def seek(partition: int, target: int) -> None:
-        """Move the consumer to ``target``, or to the oldest record retention left if that is later."""
-        tp = TP(settings.events_topic, partition)
-        earliest = (await app.consumer.earliest_offsets(tp)).get(tp, 0)
-        moved = progress.retarget(partition, earliest)
-        if moved != target:
-            log.error(
-                "records lost to retention partition=%d wanted=%d earliest=%d", partition, target, earliest
-            )
-        await app.consumer.seek(tp, moved)
+    async def seek(targets: dict[int, int]) -> None:
+        """Move the consumer to each partition's target, or to the oldest record retention left.
+
+        A partition taken away meanwhile (a rebalance while we waited) is left alone: its next assignment
+        sets its position again (``ExactlyOnce.assigned``).
+        """
+        tps = {p: TP(settings.events_topic, p) for p in targets}
+        try:
+            earliest = await app.consumer.earliest_offsets(*tps.values())
+            for partition, target in targets.items():
+                tp = tps[partition]
+                moved = progress.retarget(partition, earliest.get(tp, 0))
+                if moved is None or tp not in app.consumer.assignment():
+                    continue  # reassigned while we waited
+                if moved != target:
+                    log.error(
+                        "records lost to retention partition=%d wanted=%d earliest=%d",
+                        partition,
+                        target,
+                        moved,
+                    )
+                await app.consumer.seek(tp, moved)
+        except IllegalStateError as exc:
+            log.warning("seek skipped, partitions moved partitions=%s reason=%s", sorted(targets), exc)
 
     async def admit(partition: int, offset: int) -> bool:
         """True for a record to apply now; seeks the consumer back when ``ExactlyOnce`` says so."""
@@ -178,7 +194,7 @@ def create_app(settings: Settings, site: Site | None = None, writer: InfluxWrite
             )
         if decision is Decision.SEEK:
             log.warning("gap partition=%d got=%d: reading again from %d", partition, offset, target)
-            await seek(partition, target)
+            await seek({partition: target})
         return decision is Decision.APPLY
 
     @app.timer(interval=0.5)  # type: ignore[untyped-decorator]
@@ -188,11 +204,10 @@ def create_app(settings: Settings, site: Site | None = None, writer: InfluxWrite
             return
         async with lock:
             owned = assigned_partitions()
-            for partition in progress.unchecked():
-                if partition in owned:
-                    target = progress.start(partition)
-                    log.info("partition=%d reading from checkpoint offset=%d", partition, target)
-                    await seek(partition, target)
+            targets = {p: progress.start(p) for p in progress.unchecked() if p in owned}
+            if targets:
+                log.info("reading from checkpoints offsets=%s", targets)
+                await seek(targets)
 
     async def publish(touched: dict[bytes, LineEngine], checkpoints: dict[int, int]) -> None:
         """Points to InfluxDB (and wait for them), then each line's state, then the checkpoints."""
@@ -243,12 +258,17 @@ def create_app(settings: Settings, site: Site | None = None, writer: InfluxWrite
                     if engine is None:
                         log.error("record for a line the site file does not have key=%r: skipped", key)
                     else:
+                        # the producer's clock when it sent the record (ingest: the receipt time)
+                        stamp = message.timestamp
+                        received_at = stamp if stamp and stamp > 0 else None
                         try:
                             events = decode_record(record.value)
                         except EventError as exc:  # ingest validated it; only a foreign producer gets here
-                            log.error("undecodable record key=%r reason=%s", key, exc.reason)
+                            log.error("undecodable record key=%r reason=%.300s", key, exc.reason)
+                            if engine.skip(partition, offset, "undecodable", received_at):
+                                touched[key] = engine
                         else:
-                            if engine.offer(events, partition, offset):
+                            if engine.offer(events, partition, offset, received_at):
                                 touched[key] = engine
                                 cache[key].last_seen = time.monotonic()
                     progress.handled(partition, offset)

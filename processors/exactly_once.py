@@ -79,12 +79,14 @@ class ExactlyOnce:
         return int(raw) if raw is not None else -1
 
     def assigned(self, partitions: Iterable[int]) -> None:
-        """A (re)assignment of exactly ``partitions``: set each one's reading position again."""
+        """A (re)assignment of exactly ``partitions``: set each one's reading position again.
+
+        Faust revokes every partition and seeks each assigned one to its committed offset, so whatever
+        this worker knew of positions and pending seeks is void, for kept partitions too.
+        """
         self._pending_check = set(partitions)
-        for partition in self._pending_check:
-            self._next.pop(partition, None)
-            self._resume.pop(partition, None)
-            self._handled.pop(partition, None)
+        self._next.clear()
+        self._resume.clear()
 
     def unchecked(self) -> list[int]:
         """Assigned partitions whose reading position was not yet set (:meth:`start`) since assignment."""
@@ -135,11 +137,14 @@ class ExactlyOnce:
             return Decision.SKIP, offset
         return Decision.APPLY, offset
 
-    def retarget(self, partition: int, earliest: int) -> int:
-        """Move a pending seek up to ``earliest`` (retention deleted what lies before); the new target."""
+    def retarget(self, partition: int, earliest: int) -> int | None:
+        """Move a pending seek up to ``earliest`` (retention deleted what lies before); the new target.
+
+        None when no seek is pending any more: a reassignment came while the caller waited for Kafka.
+        """
         resume = self._resume.get(partition)
         if resume is None:
-            raise ValueError(f"no seek pending on partition {partition}")
+            return None
         resume.target = max(resume.target, earliest)
         resume.trigger = max(resume.trigger, resume.target)
         return resume.target

@@ -12,7 +12,8 @@ import re
 import signal
 import sys
 import time
-from datetime import datetime
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlparse
@@ -376,7 +377,9 @@ def board(
         target = InfluxTarget.from_settings(settings, detect=False)
     source = SnapshotSource(site_model, target, stale_after)
     console.print(f"wipwatch board: http://{settings.board_host}:{settings.board_port}/  (Ctrl-C stops it)")
-    serve(source, settings.board_host, settings.board_port, settings.board_interval)
+    serve(
+        source, settings.board_host, settings.board_port, settings.board_interval, settings.board_max_streams
+    )
 
 
 # ---------------------------------------------------------------- up
@@ -411,20 +414,27 @@ def up(
         ),
     ] = None,
 ) -> None:
-    """Run the embedded default stack: mosquitto, Kafka, InfluxDB, ingest, processors and a simulator."""
+    """Run the embedded default stack: mosquitto, Kafka, InfluxDB, ingest, processors and a simulator.
+
+    A crashed child is restarted with back-off while the others keep running; a child that keeps
+    crashing (more than 5 times in a minute) or a server that dies stops everything, exit code 1.
+    """
     from wipwatch.ingest import wait_subscribed
-    from wipwatch.services import NativeStack, Ports, python_module_argv, spawn
+    from wipwatch.services import NativeStack, Ports, python_module_argv
+    from wipwatch.supervisor import ChildSpec, Supervisor, SupervisorGaveUp
 
     settings = load_settings(site_file=site, run_dir=run_dir, influx_db=database)
     load_site(settings.site_file)
+    real_speed = parse_speed(speed)
     run = settings.run_dir.resolve()
     if replay_file is not None:
         run, database = replay_stack(run, replay_file, database)
         settings = settings.with_overrides(influx_db=database)
     ports = Ports(settings.mqtt_port, _port_of(settings.kafka_bootstrap), _port_of(settings.influx_url))
     stack = NativeStack(run / "stack", ports, settings.influx_db)
-    children = []
+    supervisor = Supervisor(run / "logs", status_file=run / "status" / "up.json")
     stop_requested = {"signal": 0}
+    failure: str | None = None
 
     def request_stop(signum: int, _frame: Any) -> None:
         stop_requested["signal"] = signum
@@ -441,24 +451,23 @@ def up(
             "WIPWATCH_INFLUX_URL": stack.influx_url,
             "WIPWATCH_INFLUX_DB": settings.influx_db,
         }
-        logs = run / "logs"
-        ingest_child = spawn("ingest", python_module_argv("ingest"), logs, env)
-        children.append(ingest_child)
+        simulating = replay_file is None and not no_simulator
+        if simulating and (real_speed is None or real_speed > 1):
+            # a simulation faster than the clock runs ahead of it on purpose (docs/events.md)
+            env["WIPWATCH_MAX_CLOCK_AHEAD_S"] = "inf"
+        ingest_child = supervisor.start(ChildSpec("ingest", python_module_argv("ingest"), env))
         wait_subscribed(ingest_child, run, settings.ingest_client_id)
-        children.append(spawn("processors", python_module_argv("process"), logs, env))
-        finite = None  # a child that may finish: the replay
+        supervisor.start(ChildSpec("processors", python_module_argv("process"), env))
         if replay_file is not None:
             argv = python_module_argv("replay", str(replay_file.resolve()), "--speed", speed)
-            finite = spawn("replay", argv, logs, env)
-            children.append(finite)
-        elif not no_simulator:
-            sim = python_module_argv("simulate", "--speed", speed, "--seed", str(seed))
-            children.append(spawn("simulator", sim, logs, env))
+            supervisor.start(ChildSpec("replay", argv, env, finite=True))
+        elif simulating:
+            supervisor.start(ChildSpec("simulator", _simulator_argv(speed, real_speed, seed), env))
         board_argv = python_module_argv("board", "--port", str(settings.board_port))
-        children.append(spawn("board", board_argv, logs, env))
-        children[-1].address = f"http://{settings.board_host}:{settings.board_port}/"
+        board_child = supervisor.start(ChildSpec("board", board_argv, env))
+        board_child.address = f"http://{settings.board_host}:{settings.board_port}/"
         table = Table(title="wipwatch is up", show_header=False)
-        for child in [*stack.children.values(), *children]:
+        for child in [*stack.children.values(), *supervisor.children.values()]:
             table.add_row(child.name, f"pid {child.pid}", child.address or f"log {child.log_path}")
         console.print(table)
         console.print(f"Live board: [bold]http://{settings.board_host}:{settings.board_port}/[/]")
@@ -468,23 +477,45 @@ def up(
         )
         console.print("Ctrl-C stops everything.")
         while not stop_requested["signal"]:
-            if finite is not None and not finite.alive() and finite.process.returncode == 0:
-                console.print("replay finished; the stack stays up for review until Ctrl-C")
-                children.remove(finite)
-                finite = None
-            dead = [c for c in children if not c.alive()]
+            try:
+                notes = supervisor.poll()
+            except SupervisorGaveUp as exc:
+                failure = str(exc)
+                break
+            for note in notes:
+                if note == "replay finished":
+                    console.print("replay finished; the stack stays up for review until Ctrl-C")
+                else:  # a crash or a restart
+                    err_console.print(note, markup=False, highlight=False)
+            dead = [c for c in stack.children.values() if not c.alive()]
             if dead:
-                err_console.print(
-                    f"{dead[0].name} exited (code {dead[0].process.returncode}); log {dead[0].log_path}"
-                )
+                failure = f"{dead[0].name} exited (code {dead[0].process.returncode}); log {dead[0].log_path}"
                 break
             time.sleep(0.2)
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        for child in reversed(children):
-            child.stop()
+        supervisor.stop_all()
         stack.stop()
         console.print("stopped every child process")
+    if failure is not None:
+        raise ServiceError(f"up stopped: {failure}")
+
+
+def _simulator_argv(speed: str, real_speed: float | None, seed: int) -> Callable[[], list[str]]:
+    """The simulator's argv, built at each (re)start: a restart goes on at the simulated time reached
+    (at ``max`` speed that time is unknown; it goes on at the wall clock's)."""
+    began = time.time()
+
+    def argv() -> list[str]:
+        from wipwatch.services import python_module_argv
+
+        elapsed = time.time() - began
+        simulated = elapsed * (real_speed or 1.0)
+        start = datetime.fromtimestamp(began + simulated, tz=UTC).replace(microsecond=0)
+        args = ["simulate", "--speed", speed, "--seed", str(seed), "--start", start.isoformat()]
+        return python_module_argv(*args)
+
+    return argv
 
 
 # ---------------------------------------------------------------- record / replay (issue #7)

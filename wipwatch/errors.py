@@ -6,6 +6,8 @@ The CLI prints ``str(error)`` on one line and exits non-zero; the traceback only
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 
 class WipwatchError(Exception):
     """Base class of the errors wipwatch reports to a user."""
@@ -20,11 +22,32 @@ class SiteFileError(WipwatchError):
         super().__init__(f"{path}: " + "; ".join(problems))
 
 
-class EventError(WipwatchError):
-    """A message is not a valid v1 event; ``reason`` is what the dead-letter record carries."""
+class Rejection(StrEnum):
+    """Why a message was rejected: a fixed set, so counters keyed by it stay bounded (docs/events.md)."""
 
-    def __init__(self, reason: str) -> None:
+    TOPIC = "topic"
+    TOO_LARGE = "too_large"
+    NOT_JSON = "not_json"
+    TOO_DEEP = "too_deep"
+    SCHEMA = "schema"
+    DUPLICATE_KEY = "duplicate_key"
+    OUT_OF_RANGE = "out_of_range"
+    AHEAD = "ahead"
+    IDENTITY = "identity"
+    UNKNOWN_SITE = "unknown_site"
+    UNKNOWN_LOCATION = "unknown_location"
+    INTERNAL = "internal"
+
+
+class EventError(WipwatchError):
+    """A message is not a valid v1 event; ``reason`` is what the dead-letter record carries.
+
+    ``kind`` is the reason's class (for counters); ``reason`` the full text naming the field.
+    """
+
+    def __init__(self, reason: str, kind: Rejection = Rejection.SCHEMA) -> None:
         self.reason = reason
+        self.kind = kind
         super().__init__(reason)
 
 

@@ -16,13 +16,14 @@ msgspec decodes on the hot path (ingest and processors); ``docs/events.md`` has 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
-from datetime import datetime
-from typing import Annotated, Final, Literal, get_args
+from datetime import UTC, datetime
+from typing import Annotated, Any, Final, Literal, get_args
 
 import msgspec
 
-from wipwatch.errors import EventError
+from wipwatch.errors import EventError, Rejection
 from wipwatch.site import IDENT_PATTERN, Site
 
 SCHEMA_VERSION: Final = 1
@@ -31,6 +32,20 @@ TOPIC_ROOT: Final = "wipwatch"
 EVENT_TOPIC_FILTER: Final = f"{TOPIC_ROOT}/+/+/+/+"
 #: wipwatch's own output (alerts) lives beside the events; ingest skips it.
 ALERTS_TOPIC_ROOT: Final = f"{TOPIC_ROOT}/alerts"
+
+# Limits (docs/events.md lists each and what happens beyond it). Every number must survive the whole
+# pipeline: msgpack in the processors' state (64-bit integers), InfluxDB's time range, a Kafka record.
+#: Largest MQTT payload ingest decodes; a valid event is under 1 KiB, the rest is room for whitespace.
+MAX_PAYLOAD_BYTES: Final = 16 * 1024
+#: Largest ``qty`` of one movement.
+MAX_QTY: Final = 1_000_000
+#: Event times must lie in [EARLIEST_TIME, LATEST_TIME).
+EARLIEST_TIME: Final = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_TIME: Final = datetime(2100, 1, 1, tzinfo=UTC)
+EARLIEST_TS: Final = EARLIEST_TIME.timestamp()
+LATEST_TS: Final = LATEST_TIME.timestamp()
+#: How much of a topic or payload a rejection reason quotes.
+_QUOTE = 120
 
 #: msgspec matches with Python's ``re``, whose ``$`` also matches before a final newline ("l1\n" passed);
 #: ``\Z`` does not. (The site file's pydantic uses a regex engine without that gap.)
@@ -68,7 +83,7 @@ class _EventBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", fo
 class _PartMovement(_EventBase, frozen=True, kw_only=True):
     part: PartId
     sku: Annotated[str, msgspec.Meta(max_length=64)] = ""
-    qty: Annotated[int, msgspec.Meta(ge=1)] = 1
+    qty: Annotated[int, msgspec.Meta(ge=1, le=MAX_QTY)] = 1
 
 
 class PartIn(_PartMovement, frozen=True, kw_only=True, tag="in"):
@@ -107,8 +122,12 @@ def encode_event(event: Event) -> bytes:
     return _encoder.encode(event)
 
 
+def _quote(text: str) -> str:
+    return repr(text if len(text) <= _QUOTE else text[:_QUOTE] + "…")
+
+
 def decode_event(payload: bytes) -> Event:
-    """Decode one JSON payload without topic or site checks.
+    """Decode one JSON payload; no topic, size, duplicate-key or range checks (``validate_message`` has them).
 
     Raises:
         EventError: the payload is not a valid v1 event; the reason names the field.
@@ -117,9 +136,84 @@ def decode_event(payload: bytes) -> Event:
         event: Event = _decoder.decode(payload)
         return event
     except msgspec.ValidationError as exc:
-        raise EventError(f"schema: {exc}") from None
+        raise EventError(f"schema: {exc}", Rejection.SCHEMA) from None
     except msgspec.DecodeError as exc:
-        raise EventError(f"not JSON: {exc}") from None
+        raise EventError(f"not JSON: {exc}", Rejection.NOT_JSON) from None
+    except RecursionError:
+        raise EventError("too deep: JSON nested deeper than the decoder allows", Rejection.TOO_DEEP) from None
+
+
+def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> None:
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise EventError(f"duplicate key: {key!r} given twice", Rejection.DUPLICATE_KEY)
+        seen.add(key)
+
+
+#: Every key an event may have, as it appears in a payload without escapes.
+_QUOTED_KEYS: Final = tuple(
+    sorted(
+        f'"{name}"'.encode()
+        for name in {"kind", *(f for cls in (PartIn, PartOut, StationState) for f in cls.__struct_fields__)}
+    )
+)
+
+
+def _keys_at_most_once(payload: bytes) -> bool:
+    """True when no key can appear twice; False when unsure (then the caller looks closer).
+
+    Without a backslash, no string can hold a quote or spell a key with escapes, so every key appears
+    as ``"name"``, never right after a colon; a value spelling a key (``"kind":"state"``) does.
+    """
+    if b"\\" in payload:
+        return False
+    for key in _QUOTED_KEYS:
+        n = payload.count(key)
+        if n > 1 and n - payload.count(b":" + key) > 1:
+            return False
+    return True
+
+
+def check_duplicate_keys(payload: bytes) -> None:
+    """Refuse a JSON object that names a key twice (msgspec, like most decoders, keeps the last one).
+
+    Only for payloads that decoded as an event (so every key is one of ``_QUOTED_KEYS``). A fast exact
+    check first (~1.5 µs); when it is unsure, the json module lists the keys (~5 µs; msgspec's whole
+    decode: ~1.1 µs).
+
+    Raises:
+        EventError: a key appears twice.
+    """
+    if _keys_at_most_once(payload):
+        return
+    try:
+        json.loads(payload, object_pairs_hook=_refuse_duplicate_keys)
+    except RecursionError:
+        raise EventError("too deep: JSON nested deeper than the decoder allows", Rejection.TOO_DEEP) from None
+    except ValueError as exc:  # msgspec accepted it; only a json-module quirk lands here
+        raise EventError(f"not JSON: {exc}", Rejection.NOT_JSON) from None
+
+
+def check_time(event: Event, received_at: float | None = None, max_ahead_s: float = float("inf")) -> None:
+    """Refuse an event time outside [EARLIEST_TIME, LATEST_TIME) or ``max_ahead_s`` ahead of ``received_at``.
+
+    Raises:
+        EventError: the time is out of range (``out_of_range``) or ahead of the receiver's clock (``ahead``).
+    """
+    t = event.timestamp
+    if not EARLIEST_TS <= t < LATEST_TS:
+        raise EventError(
+            f"out of range: time {event.time.isoformat()} is not in "
+            f"[{EARLIEST_TIME.date()}, {LATEST_TIME.date()}) - at `$.time`",
+            Rejection.OUT_OF_RANGE,
+        )
+    if received_at is not None and t > received_at + max_ahead_s:
+        raise EventError(
+            f"ahead: time {event.time.isoformat()} is {t - received_at:.0f} s ahead of the clock at "
+            f"receipt (limit {max_ahead_s:g} s) - at `$.time`",
+            Rejection.AHEAD,
+        )
 
 
 def pack_events(payloads: list[bytes]) -> bytes:
@@ -176,30 +270,64 @@ def decode_record(value: bytes) -> list[Event]:
             return events
         return [_decoder.decode(value)]
     except msgspec.ValidationError as exc:
-        raise EventError(f"schema: {exc}") from None
+        raise EventError(f"schema: {exc}", Rejection.SCHEMA) from None
     except msgspec.DecodeError as exc:
-        raise EventError(f"not JSON: {exc}") from None
+        raise EventError(f"not JSON: {exc}", Rejection.NOT_JSON) from None
+    except RecursionError:
+        raise EventError("too deep: JSON nested deeper than the decoder allows", Rejection.TOO_DEEP) from None
 
 
-def validate_message(topic: str, payload: bytes, site: Site | None = None) -> Event:
-    """Decode an MQTT message and check it against its topic and, if given, the site file.
+def validate_message(
+    topic: str,
+    payload: bytes,
+    site: Site | None = None,
+    received_at: float | None = None,
+    max_ahead_s: float = float("inf"),
+) -> Event:
+    """Decode an MQTT message and check it against its topic, the limits and, if given, the site file.
+
+    Args:
+        topic: the MQTT topic it came on.
+        payload: the raw payload.
+        site: the site file; without it any site, line and location are accepted.
+        received_at: wall-clock POSIX seconds at receipt; with it, an event time more than
+            ``max_ahead_s`` later is refused as ``ahead``.
+        max_ahead_s: allowed clock skew of the floor's clocks (``WIPWATCH_MAX_CLOCK_AHEAD_S``).
 
     Raises:
-        EventError: with the reason a dead-letter record carries.
+        EventError: with the reason a dead-letter record carries and its ``kind``.
     """
     parts = topic.split("/")
     if len(parts) != 5 or parts[0] != TOPIC_ROOT:
-        raise EventError(f"topic {topic!r} is not {TOPIC_ROOT}/<site>/<line>/<location>/<kind>")
+        raise EventError(
+            f"topic {_quote(topic)} is not {TOPIC_ROOT}/<site>/<line>/<location>/<kind>", Rejection.TOPIC
+        )
     _, site_id, line_id, location_id, kind = parts
     if kind not in EVENT_KINDS:
-        raise EventError(f"topic {topic!r}: kind {kind!r} is not one of {', '.join(EVENT_KINDS)}")
+        raise EventError(
+            f"topic {_quote(topic)}: kind {_quote(kind)} is not one of {', '.join(EVENT_KINDS)}",
+            Rejection.TOPIC,
+        )
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise EventError(
+            f"too large: payload of {len(payload)} bytes, at most {MAX_PAYLOAD_BYTES}", Rejection.TOO_LARGE
+        )
     event = decode_event(payload)
+    check_duplicate_keys(payload)
+    check_time(event, received_at, max_ahead_s)
     said = (event.site, event.line, event.location, event_kind(event))
     if said != (site_id, line_id, location_id, kind):
-        raise EventError(f"payload identity {'/'.join(said)} does not match topic {topic!r}")
+        raise EventError(
+            f"payload identity {'/'.join(said)} does not match topic {_quote(topic)}", Rejection.IDENTITY
+        )
     if site is not None:
         if event.site != site.site:
-            raise EventError(f"unknown site {event.site!r} (site file describes {site.site!r})")
+            raise EventError(
+                f"unknown site {event.site!r} (site file describes {site.site!r})", Rejection.UNKNOWN_SITE
+            )
         if not site.has_location(event.line, event.location):
-            raise EventError(f"unknown location {event.line}/{event.location} in site {site.site!r}")
+            raise EventError(
+                f"unknown location {event.line}/{event.location} in site {site.site!r}",
+                Rejection.UNKNOWN_LOCATION,
+            )
     return event

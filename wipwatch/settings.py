@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     influx_batch_size: int = Field(5000, ge=1)
     influx_flush_seconds: float = Field(0.5, gt=0)
 
+    #: How far an event time may be ahead of the wall clock at receipt (clock skew of the floor's clocks);
+    #: later events are dead-lettered as ``ahead`` (docs/events.md). ``inf`` turns the check off.
+    max_clock_ahead_s: float = Field(300.0, gt=0)
+
     ingest_client_id: str = "wipwatch-ingest-1"
     ingest_share_group: str = "wipwatch-ingest"
     #: Events of one line packed into one Kafka record at most (the processors' per-record cost dominates).
@@ -74,6 +78,8 @@ class Settings(BaseSettings):
     board_host: str = "127.0.0.1"
     board_port: int = Field(18088, ge=1, le=65535)
     board_interval: float = Field(1.0, gt=0, le=60)
+    #: Live-update (SSE) connections the board serves at once; more get 503.
+    board_max_streams: int = Field(100, ge=1, le=10_000)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

@@ -2,6 +2,10 @@
 
 All browsers share one snapshot per interval (``CachedSnapshots``), so ten open boards cost InfluxDB the
 same as one. The page is plain HTML/CSS/JS shipped as package data: no build step, no network at run time.
+
+Bounded and tight-lipped: at most ``max_streams`` live-update streams at once (503 beyond, each open
+stream costs memory for as long as the browser keeps it); error responses say what failed in words and
+keep URLs, queries and tracebacks in the log; ``/healthz`` is 503 while InfluxDB does not answer.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
 
 from wipwatch.dashboards.board.snapshot import SnapshotSource
 
@@ -50,28 +55,70 @@ class CachedSnapshots:
             return self._snapshot
 
 
-def create_app(source: SnapshotSource, interval: float = 1.0) -> Starlette:
-    """The board for ``source``'s site; pushes a snapshot every ``interval`` seconds."""
+_SNAPSHOT_FAILED = {"error": "snapshot failed; the board's log says why"}
+
+
+def create_app(source: SnapshotSource, interval: float = 1.0, max_streams: int = 100) -> Starlette:
+    """The board for ``source``'s site; pushes a snapshot every ``interval`` seconds to ``max_streams``.
+
+    Raises:
+        ValueError: ``max_streams`` is below 1.
+    """
     from sse_starlette.sse import EventSourceResponse
 
+    if max_streams < 1:
+        raise ValueError(f"max_streams must be >= 1, got {max_streams}")
     snapshots = CachedSnapshots(source, interval)
+    open_streams = {"n": 0}
+
+    class CountedStream(EventSourceResponse):
+        """Counts itself open from creation until the response ends, however it ends."""
+
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            try:
+                await super().__call__(scope, receive, send)
+            finally:
+                open_streams["n"] -= 1
 
     async def index(_: Request) -> Response:
         return FileResponse(STATIC_DIR / "index.html")
 
+    async def current() -> dict[str, Any] | None:
+        try:
+            return await snapshots.get()
+        except Exception:  # a broken snapshot is the board's bug; the browser gets no traceback
+            log.exception("snapshot failed")
+            return None
+
     async def snapshot(_: Request) -> Response:
-        return JSONResponse(await snapshots.get())
+        taken = await current()
+        return JSONResponse(taken) if taken is not None else JSONResponse(_SNAPSHOT_FAILED, 500)
 
     async def events(request: Request) -> Response:
+        if open_streams["n"] >= max_streams:
+            log.warning("live-update stream refused open=%d limit=%d", open_streams["n"], max_streams)
+            return JSONResponse(
+                {"error": f"too many live-update connections (limit {max_streams}); try again later"},
+                503,
+                headers={"Retry-After": "10"},
+            )
+
         async def stream() -> AsyncIterator[dict[str, str]]:
             while not await request.is_disconnected():
-                yield {"event": "snapshot", "data": json.dumps(await snapshots.get())}
+                taken = await current()
+                if taken is None:
+                    yield {"event": "failure", "data": json.dumps(_SNAPSHOT_FAILED)}
+                else:
+                    yield {"event": "snapshot", "data": json.dumps(taken)}
                 await asyncio.sleep(interval)
 
-        return EventSourceResponse(stream(), ping=15)
+        open_streams["n"] += 1
+        return CountedStream(stream(), ping=15)
 
     async def health(_: Request) -> Response:
-        return JSONResponse({"status": "ok", "site": source.site.site})
+        if await asyncio.to_thread(source.influx_up):
+            return JSONResponse({"status": "ok", "site": source.site.site})
+        return JSONResponse({"status": "influxdb down", "site": source.site.site}, 503)
 
     return Starlette(
         routes=[
@@ -84,12 +131,12 @@ def create_app(source: SnapshotSource, interval: float = 1.0) -> Starlette:
     )
 
 
-def serve(source: SnapshotSource, host: str, port: int, interval: float) -> None:
+def serve(source: SnapshotSource, host: str, port: int, interval: float, max_streams: int = 100) -> None:
     """Run the board in the foreground until SIGINT/SIGTERM."""
     import uvicorn
 
     config = uvicorn.Config(
-        create_app(source, interval),
+        create_app(source, interval, max_streams),
         host=host,
         port=port,
         log_level="warning",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from wipwatch.errors import ServiceError
-from wipwatch.influx import InfluxTarget, query, rows
+from wipwatch.influx import InfluxTarget, detect_version, query, rows
 from wipwatch.measurements import BOTTLENECK, COST, FLOW_TIME, LEAD_TIME, QUEUE, STATION, THROUGHPUT, WIP
 from wipwatch.processors.metrics.benchmarking import (
     OperatingPoint,
@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 #: The pseudo-location under which line-level metrics are written.
 LINE_LOCATION = "_line"
+#: What a snapshot says when InfluxDB fails: the details (URL, query) go to the log, never to a browser.
+INFLUX_ERROR = "InfluxDB unreachable or refused a query"
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,14 @@ class SnapshotSource:
         self._data_time_us: int | None = None
         self._advanced_at: float | None = None
 
+    def influx_up(self) -> bool:
+        """Whether InfluxDB answers its ``/ping`` (blocking; at most 2 s)."""
+        try:
+            detect_version(self.target.url, timeout=2.0)
+        except ServiceError:
+            return False
+        return True
+
     def _latest(self, spec: Latest) -> dict[tuple[str, ...], dict[str, Any]]:
         found = rows(query(self.target, spec.influxql(self.site.site)))
         return {tuple(r.get(g, "") for g in spec.group_by): r for r in found}
@@ -154,7 +164,8 @@ class SnapshotSource:
             try:
                 data[spec.measurement] = self._latest(spec)
             except ServiceError as exc:
-                error = str(exc)
+                log.warning("snapshot query failed measurement=%s error=%s", spec.measurement, exc)
+                error = INFLUX_ERROR
                 data[spec.measurement] = {}
         wip_times = [r["time"] for r in data[WIP].values() if isinstance(r.get("time"), int)]
         latest_us = max(wip_times) if wip_times else None
@@ -163,7 +174,8 @@ class SnapshotSource:
             try:
                 trends = self._trends(latest_us)
             except ServiceError as exc:
-                error = str(exc)
+                log.warning("trend query failed error=%s", exc)
+                error = INFLUX_ERROR
         now = self._clock()
         if latest_us is not None and latest_us != self._data_time_us:
             self._data_time_us, self._advanced_at = latest_us, now

@@ -12,17 +12,38 @@ last released time is *late*: it is applied at that time and counted in data qua
 silently dropped or placed in the past. Events with the same id as one seen within the de-duplication
 horizon are ignored and counted as ``duplicate``. A departure of a part that is not at the location is
 ``departure without arrival`` and changes nothing: WIP is never clamped.
+
+Guards (docs/metrics.md, "Clock guards"): an event is refused before it touches anything, counted in data
+quality and never retried, when it cannot be applied or its time cannot be trusted: a time outside
+[``EARLIEST_TIME``, ``LATEST_TIME``) or a field beyond the schema's limits (``out of range``, ``invalid``),
+a time more than ``max_ahead_s`` after the Kafka record's timestamp (``ahead``), or more than the horizon
+behind the line's watermark (``too old``: its id may already be forgotten, so it could count twice). So
+no single event can move a line's clock far ahead or restart its history far back, and the state always
+dumps and loads. Anything else an event raises while being applied is counted as ``internal``.
 """
 
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, get_args
 
 import msgspec
 
-from wipwatch.events import ACTIVE_STATES, Event, PartIn, PartOut, StationState
+from wipwatch.events import (
+    ACTIVE_STATES,
+    EARLIEST_TS,
+    LATEST_TS,
+    MAX_QTY,
+    Event,
+    PartIn,
+    PartOut,
+    StationState,
+    StationStateName,
+)
 from wipwatch.processors.metrics.bottleneck import ActivePeriods
 from wipwatch.processors.metrics.flow_time import FlowTimeSketch, Residents
 from wipwatch.processors.metrics.holding_cost import HoldingCost
@@ -31,9 +52,30 @@ from wipwatch.processors.metrics.station_state import StationClock
 from wipwatch.processors.metrics.throughput import Throughput
 from wipwatch.site import Line, LocationKind
 
+#: Every data-quality reason (docs/metrics.md): a fixed set, so counters and the ``reason`` tag stay bounded.
+QualityReason = Literal[
+    "duplicate",
+    "late",
+    "too old",
+    "ahead",
+    "out of range",
+    "invalid",
+    "wrong line",
+    "undecodable",
+    "departure without arrival",
+    "quantity mismatch",
+    "arrival of a present part",
+    "unknown location",
+    "state of a non-station",
+    "internal",
+]
 #: The location tag of data-quality points for events naming a location the site file does not have.
 UNKNOWN_LOCATION = "_unknown"
 _FORGET_CHUNK = 256
+_STATES = frozenset(get_args(StationStateName))
+_KINDS = frozenset({PartIn, PartOut, StationState})
+_MAX_ID = 128
+_MAX_SKU = 64
 
 
 @dataclass(frozen=True)
@@ -46,6 +88,13 @@ class EngineConfig:
     bottleneck_window_s: float = 3600.0
     dedup_horizon_s: float = 3600.0
     dedup_max_ids: int = 20_000
+    #: Seconds an event time may be after its Kafka record's timestamp (``WIPWATCH_MAX_CLOCK_AHEAD_S``).
+    max_ahead_s: float = math.inf
+
+    @property
+    def horizon_s(self) -> float:
+        """How far behind the watermark an event may be and still count (``too old`` beyond)."""
+        return max(self.dedup_horizon_s, self.lateness_s)
 
     def __post_init__(self) -> None:
         for name in ("throughput_window_s", "growth_window_s", "bottleneck_window_s"):
@@ -56,6 +105,8 @@ class EngineConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.dedup_max_ids < 1:
             raise ValueError(f"dedup_max_ids must be >= 1, got {self.dedup_max_ids}")
+        if not self.max_ahead_s > 0:
+            raise ValueError(f"max_ahead_s must be > 0, got {self.max_ahead_s}")
 
 
 class LocationState(msgspec.Struct, kw_only=True):
@@ -98,7 +149,7 @@ class Issue:
     """A data-quality finding: which location, why, and the event time it is counted at."""
 
     location: str
-    reason: str
+    reason: QualityReason
     time: float
 
 
@@ -159,26 +210,47 @@ class LineEngine:
         """The line's event-time clock: the time of the last event applied."""
         return self.state.released
 
-    def offer(self, events: Iterable[Event], partition: int, offset: int) -> bool:
-        """Take the events of one Kafka record; False (and nothing changes) if it was applied before."""
+    def offer(
+        self, events: Iterable[Event], partition: int, offset: int, received_at: float | None = None
+    ) -> bool:
+        """Take the events of one Kafka record; False (and nothing changes) if it was applied before.
+
+        ``received_at`` is the record's timestamp (POSIX seconds): events later than it by more than
+        ``max_ahead_s`` are refused as ``ahead``.
+        """
         st = self.state
         if partition == st.partition and offset <= st.offset:
             return False
         st.partition, st.offset = partition, offset
+        ids = self._ids
         for event in events:
-            if event.id in self._ids:
-                self._issue(event.location, "duplicate", event.timestamp)
+            refusal, t = self._admit(event, received_at)
+            if refusal is not None:
+                self._issue(getattr(event, "location", ""), refusal, self._clock_or(received_at))
                 continue
-            t = event.timestamp
+            if event.id in ids:
+                self._issue(event.location, "duplicate", t)
+                continue
             self._remember(event.id, t)
             if st.watermark is None or t > st.watermark:
                 st.watermark = t
             if st.released is not None and t < st.released:
                 self._issue(event.location, "late", st.released)
-                self._apply(event, st.released)
+                self._apply_guarded(event, st.released)
                 continue
             st.seq += 1
             heapq.heappush(st.pending, (t, st.seq, event))
+        return True
+
+    def skip(
+        self, partition: int, offset: int, reason: QualityReason, received_at: float | None = None
+    ) -> bool:
+        """Count a record that cannot be decoded as one finding of ``reason``; False if seen before."""
+        st = self.state
+        if partition == st.partition and offset <= st.offset:
+            return False
+        st.partition, st.offset = partition, offset
+        self._issue("", reason, self._clock_or(received_at))
         return True
 
     def release(self, everything: bool = False) -> int:
@@ -191,9 +263,73 @@ class LineEngine:
         pending = st.pending
         while pending and pending[0][0] <= bound:
             t, _, event = heapq.heappop(pending)
-            self._apply(event, t)
+            try:  # inline, not _apply_guarded: this is the processors' hottest loop
+                self._apply(event, t)
+            except Exception:
+                self._issue(event.location, "internal", t)
+                continue
             applied += 1
         return applied
+
+    def _apply_guarded(self, event: Event, t: float) -> bool:
+        """Apply ``event`` at ``t``; if that raises, count ``internal`` instead: never retried, so no
+        record can crash-loop a worker (module docstring)."""
+        try:
+            self._apply(event, t)
+        except Exception:
+            self._issue(event.location, "internal", t)
+            return False
+        return True
+
+    def _admit(self, event: Any, received_at: float | None) -> tuple[QualityReason | None, float]:
+        """``(None, event time)`` if ``event`` may touch the line, else ``(data-quality reason, 0)``.
+
+        ``decode_record`` already enforces the schema; these checks are cheap (~1 µs) and also hold for
+        events built any other way, so whatever enters the state dumps and loads.
+        """
+        st = self.state
+        if type(event) not in _KINDS:
+            return "invalid", 0.0
+        if event.site != st.site or event.line != st.line or event.v != 1:
+            return "wrong line", 0.0
+        if event.location not in st.locations:
+            return "unknown location", 0.0
+        if type(event.id) is not str or not 0 < len(event.id) <= _MAX_ID:
+            return "invalid", 0.0
+        if type(event) is StationState:
+            part = event.part
+            if event.state not in _STATES or (part is not None and (type(part) is not str or not part)):
+                return "invalid", 0.0
+        else:
+            part, qty = event.part, event.qty
+            if type(part) is not str or not part or type(event.sku) is not str or len(event.sku) > _MAX_SKU:
+                return "invalid", 0.0
+            if type(qty) is not int or not 1 <= qty <= MAX_QTY:
+                return "out of range", 0.0
+        if part is not None and len(part) > _MAX_ID:
+            return "invalid", 0.0
+        when = event.time
+        if type(when) is not datetime or when.tzinfo is None:
+            return "invalid", 0.0
+        try:
+            t = when.timestamp()
+        except (OverflowError, ValueError, OSError):
+            return "out of range", 0.0
+        if not EARLIEST_TS <= t < LATEST_TS:
+            return "out of range", 0.0
+        if received_at is not None and t > received_at + self.config.max_ahead_s:
+            return "ahead", 0.0
+        if st.watermark is not None and t < st.watermark - self.config.horizon_s:
+            return "too old", 0.0
+        return None, t
+
+    def _clock_or(self, received_at: float | None) -> float:
+        """The time a refused event is counted at: the line's clock, never the event's own time."""
+        st = self.state
+        for t in (st.released, st.watermark, received_at):
+            if t is not None and EARLIEST_TS <= t < LATEST_TS:
+                return t
+        return EARLIEST_TS
 
     def _remember(self, event_id: str, t: float) -> None:
         st = self.state
@@ -214,8 +350,9 @@ class LineEngine:
             self._ids.discard(old)
         del ids[:drop], times[:drop]
 
-    def _issue(self, location: str, reason: str, t: float) -> None:
-        where = location if location in self.state.locations else UNKNOWN_LOCATION
+    def _issue(self, location: object, reason: QualityReason, t: float) -> None:
+        known = isinstance(location, str) and location in self.state.locations
+        where = location if isinstance(location, str) and known else UNKNOWN_LOCATION
         self.state.quality[reason] = self.state.quality.get(reason, 0) + 1
         self.changes.issues.append(Issue(where, reason, t))
 
@@ -227,28 +364,35 @@ class LineEngine:
             for each in st.locations.values():
                 each.departures.start(t)
         st.released = t
-        loc = st.locations.get(event.location)
-        if loc is None:
-            self._issue(event.location, "unknown location", t)
-            return
+        loc = st.locations[event.location]
         if isinstance(event, PartIn):
+            # a part already here starts its stay again (Residents): WIP moves by the difference only
+            residents = loc.residents
+            present = residents.batch_qty.get(event.part, 1) if residents.has(event.part) else 0
+            if present:
+                self._issue(event.location, "arrival of a present part", t)
             loc.residents.arrive(event.part, t, event.qty)
             if not st.on_line.has(event.part):
                 st.on_line.arrive(event.part, t, event.qty)
-            self._wip(event.location, loc, t, event.qty)
+            self._wip(event.location, loc, t, event.qty - present)
         elif isinstance(event, PartOut):
-            arrived = loc.residents.leave(event.part)
+            # a part leaves as it arrived: WIP stays the sum of what is here, never negative
+            residents = loc.residents
+            qty = residents.batch_qty.get(event.part, 1)  # its arrival quantity, if it is here
+            arrived = residents.leave(event.part)
             if arrived is None:
                 self._issue(event.location, "departure without arrival", t)
                 return
-            loc.dwell.add(t - arrived, event.qty)
-            loc.departures.record(t, event.qty)
-            self._wip(event.location, loc, t, -event.qty)
+            if qty != event.qty:
+                self._issue(event.location, "quantity mismatch", t)
+            loc.dwell.add(t - arrived, qty)
+            loc.departures.record(t, qty)
+            self._wip(event.location, loc, t, -qty)
             if event.location in self._exits:
                 entered = st.on_line.leave(event.part)
                 if entered is not None:
-                    st.flow.add(t - entered, event.qty)
-                    st.shipped.record(t, event.qty)
+                    st.flow.add(t - entered, qty)
+                    st.shipped.record(t, qty)
         elif isinstance(event, StationState):
             if loc.clock is None:
                 self._issue(event.location, "state of a non-station", t)
