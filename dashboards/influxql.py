@@ -12,7 +12,7 @@ from typing import Literal, Self
 
 from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.cog import variants as cogvariants
-from grafana_foundation_sdk.models.dashboard import DataSourceRef
+from grafana_foundation_sdk.models.dashboard import AnnotationQuery, DataSourceRef
 
 #: The provisioned datasource's uid (dashboards/provisioning/datasources/wipwatch.yaml).
 DATASOURCE_UID = "wipwatch-influxdb"
@@ -63,6 +63,32 @@ class InfluxQL(cogbuilder.Builder[cogvariants.Dataquery]):
     def ref_id(self, ref_id: str) -> Self:
         self._query.ref_id = ref_id
         return self
+
+
+class InfluxAnnotationQuery(AnnotationQuery):
+    """An InfluxQL annotation: Grafana's InfluxDB datasource reads ``query`` and the column names that
+    give each event's text and tags (the SDK's annotation model has no fields for them)."""
+
+    def __init__(self, name: str, query: str, text_column: str, tags_column: str, icon_color: str) -> None:
+        super().__init__(name=name, datasource=DATASOURCE, enable=True, icon_color=icon_color)
+        self.query = " ".join(query.split())
+        self.text_column = text_column
+        self.tags_column = tags_column
+
+    def to_json(self) -> dict[str, object]:
+        payload = super().to_json()
+        payload.update({"query": self.query, "textColumn": self.text_column, "tagsColumn": self.tags_column})
+        return payload
+
+
+class InfluxAnnotation(cogbuilder.Builder[AnnotationQuery]):
+    """Builder of an ``InfluxAnnotationQuery`` for ``Dashboard.annotation``."""
+
+    def __init__(self, name: str, query: str, text_column: str, tags_column: str, icon_color: str) -> None:
+        self._annotation = InfluxAnnotationQuery(name, query, text_column, tags_column, icon_color)
+
+    def build(self) -> AnnotationQuery:
+        return self._annotation
 
 
 def site_filter(line: bool = True) -> str:

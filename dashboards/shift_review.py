@@ -1,7 +1,8 @@
 """Shift review: one shift (or a replayed recording) summarised over the chosen time range.
 
 Metrics are in event time, so a replay at any speed lands on the shift's own timestamps: pick the shift's
-time range (the default is the last 8 hours) and every panel aggregates over exactly that range.
+time range (the default is the last 8 hours) and every panel aggregates over exactly that range. Beyond
+the raw points' retention (30 days), choose Data = 1-minute rollups (docs/dashboards.md).
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ from grafana_foundation_sdk.builders import barchart, stat, table, timeseries
 from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.builders import dashboard as dash
 from grafana_foundation_sdk.models import common
+from grafana_foundation_sdk.models import dashboard as model
 
 from wipwatch.dashboards.influxql import DATASOURCE, InfluxQL, site_filter
 from wipwatch.dashboards.panels import grid, line_variable, money_unit, site_variable, sort_desc, unit_is
 from wipwatch.measurements import BOTTLENECK, COST, DATA_QUALITY, FLOW_TIME, STATION, THROUGHPUT, WIP
+from wipwatch.retention import RAW_POLICY, ROLLUP_POLICY
 from wipwatch.site import Site
 
 UID = "wipwatch-shift-review"
@@ -30,7 +33,7 @@ def shift_totals() -> stat.Panel:
         .with_target(
             InfluxQL(
                 'SELECT mean("parts_per_hour") AS "throughput", mean("demand_per_hour") AS "demand", '
-                f'mean("production_ratio") AS "production_ratio" FROM "{THROUGHPUT}" '
+                f'mean("production_ratio") AS "production_ratio" FROM "$retention"."{THROUGHPUT}" '
                 f"WHERE {site_filter()} AND \"location\" = '_line' GROUP BY time($__interval)"
             )
         )
@@ -47,7 +50,7 @@ def peak_wip() -> barchart.Panel:
         .x_field("location")
         .with_target(
             InfluxQL(
-                f'SELECT max("parts") AS "peak", mean("parts") AS "mean" FROM "{WIP}" '
+                f'SELECT max("parts") AS "peak", mean("parts") AS "mean" FROM "$retention"."{WIP}" '
                 f'WHERE {site_filter()} GROUP BY "location"'
             ).table()
         )
@@ -63,7 +66,8 @@ def flow_time_over_shift() -> timeseries.Panel:
         .unit("s")
         .with_target(
             InfluxQL(
-                f'SELECT max("p90_s") AS "p90", max("oldest_age_s") AS "oldest" FROM "{FLOW_TIME}" '
+                'SELECT max("p90_s") AS "p90", max("oldest_age_s") AS "oldest" '
+                f'FROM "$retention"."{FLOW_TIME}" '
                 f"WHERE {site_filter()} AND \"location\" = '_line' GROUP BY time($__interval)"
             )
         )
@@ -85,7 +89,7 @@ def bottleneck_shares() -> table.Panel:
             InfluxQL(
                 'SELECT last("share") AS "share", "sole_share" AS "sole_share", '
                 '"shifting_share" AS "shifting_share" '
-                f'FROM "{BOTTLENECK}" WHERE {site_filter()} GROUP BY "line", "location"'
+                f'FROM "$retention"."{BOTTLENECK}" WHERE {site_filter()} GROUP BY "line", "location"'
             ).table()
         )
         .transformations(sort_desc("share"))
@@ -107,7 +111,7 @@ def station_losses() -> table.Panel:
             InfluxQL(
                 'SELECT spread("starved_s") AS "starved", spread("blocked_s") AS "blocked", '
                 'spread("down_s") AS "down", spread("working_s") AS "working" '
-                f'FROM "{STATION}" WHERE {site_filter()} GROUP BY "line", "location"'
+                f'FROM "$retention"."{STATION}" WHERE {site_filter()} GROUP BY "line", "location"'
             ).table()
         )
     )
@@ -125,7 +129,7 @@ def cost_of_shift(site: Site) -> stat.Panel:
         .with_target(
             InfluxQL(
                 'SELECT sum("accrued") AS "holding_cost" FROM (SELECT spread("holding_cost") AS "accrued" '
-                f'FROM "{COST}" WHERE {site_filter()} GROUP BY "line", "location")'
+                f'FROM "$retention"."{COST}" WHERE {site_filter()} GROUP BY "line", "location")'
             ).table()
         )
     )
@@ -139,10 +143,31 @@ def data_quality_by_reason() -> table.Panel:
         .grid_pos(grid(12, 18, 12, 5))
         .with_target(
             InfluxQL(
-                f'SELECT sum("count") AS "count" FROM "{DATA_QUALITY}" '
+                f'SELECT sum("count") AS "count" FROM "$retention"."{DATA_QUALITY}" '
                 f'WHERE {site_filter()} GROUP BY "line", "location", "reason"'
             ).table()
         )
+    )
+
+
+def retention_variable() -> dash.CustomVariable:
+    """``$retention``: raw points (kept 30 days) or 1-minute rollups (kept 400 days) for longer ranges.
+
+    Both carry the same measurement, tag and field names (wipwatch/retention.py), so every panel reads
+    either; over a long range the rollups are what is still there, and far fewer points to draw.
+    """
+    raw = model.VariableOption(selected=True, text=f"raw points ({RAW_POLICY})", value=RAW_POLICY)
+    rollup = model.VariableOption(
+        selected=False, text=f"1-minute rollups ({ROLLUP_POLICY})", value=ROLLUP_POLICY
+    )
+    return (
+        dash.CustomVariable("retention")
+        .label("Data")
+        .values(
+            f"raw points ({RAW_POLICY}) : {RAW_POLICY}, 1-minute rollups ({ROLLUP_POLICY}) : {ROLLUP_POLICY}"
+        )
+        .options([raw, rollup])
+        .current(raw)
     )
 
 
@@ -156,6 +181,7 @@ def build(site: Site) -> dash.Dashboard:
         .time("now-8h", "now")
         .with_variable(site_variable(site))
         .with_variable(line_variable(site, multi=True))
+        .with_variable(retention_variable())
         .with_panel(shift_totals())
         .with_panel(flow_time_over_shift())
         .with_panel(peak_wip())

@@ -7,7 +7,7 @@ from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.builders import dashboard as dash
 from grafana_foundation_sdk.models import common
 
-from wipwatch.dashboards.influxql import DATASOURCE, InfluxQL, site_filter
+from wipwatch.dashboards.influxql import DATASOURCE, InfluxAnnotation, InfluxQL, site_filter
 from wipwatch.dashboards.panels import (
     cap_override,
     grid,
@@ -18,7 +18,7 @@ from wipwatch.dashboards.panels import (
     sort_desc,
     unit_is,
 )
-from wipwatch.measurements import BOTTLENECK, COST, DATA_QUALITY, LEAD_TIME, QUEUE, WIP
+from wipwatch.measurements import ALERTS, BOTTLENECK, COST, DATA_QUALITY, LEAD_TIME, QUEUE, WIP
 from wipwatch.site import Site
 
 UID = "wipwatch-site-overview"
@@ -180,6 +180,43 @@ def data_quality() -> stat.Panel:
     )
 
 
+def active_alerts() -> table.Panel:
+    """Alerts whose latest transition is a firing (docs/alerts.md, the ``alerts`` measurement)."""
+    return (
+        table.Panel()
+        .title("Active alerts")
+        .description(
+            "Alerts of the site's rules that are firing now: since when (event time), the value that fired "
+            "it and the threshold. Rules, routing and silences: docs/alerts.md."
+        )
+        .datasource(DATASOURCE)
+        .grid_pos(grid(0, 24, 24, 6))
+        .no_value("no active alerts")
+        .with_target(
+            InfluxQL(
+                'SELECT "firing" AS "firing", "summary" AS "summary", "value" AS "value", '
+                '"threshold" AS "threshold" FROM (SELECT last("firing") AS "firing", "summary" AS "summary", '
+                f'"value" AS "value", "threshold" AS "threshold" FROM "{ALERTS}" '
+                f'WHERE {site_filter()} GROUP BY "line", "location", "rule", "severity") '
+                'WHERE "firing" = 1 GROUP BY "line", "location", "rule", "severity"'
+            ).table()
+        )
+        .transformations(sort_desc("Time"))
+    )
+
+
+def alert_annotations() -> InfluxAnnotation:
+    """A marker on every time series where an alert fired, with its summary; tags: rule and severity."""
+    return InfluxAnnotation(
+        "Alerts fired",
+        f'SELECT "summary" AS "text", "rule" AS "rule", "severity" AS "severity" FROM "{ALERTS}" '
+        f'WHERE {site_filter()} AND "firing" = 1',
+        text_column="text",
+        tags_column="rule,severity",
+        icon_color="red",
+    )
+
+
 def build(site: Site) -> dash.Dashboard:
     """The site overview dashboard for ``site`` (caps and flow order from its site file)."""
     return (
@@ -198,4 +235,6 @@ def build(site: Site) -> dash.Dashboard:
         .with_panel(money_over_time(site))
         .with_panel(lead_times())
         .with_panel(data_quality())
+        .with_panel(active_alerts())
+        .annotation(alert_annotations())
     )

@@ -34,6 +34,7 @@ from paho.mqtt.properties import Properties
 from wipwatch.errors import EventError, Rejection
 from wipwatch.events import ALERTS_TOPIC_ROOT, EVENT_TOPIC_FILTER, line_key, pack_events, validate_message
 from wipwatch.kafka import RecordProducer, ensure_event_topics, send_line_record
+from wipwatch.mqtt import MqttSecurity, refusal_hint
 from wipwatch.services import ChildProcess, wait_until
 from wipwatch.settings import Settings
 from wipwatch.site import Site
@@ -183,6 +184,7 @@ class IngestBridge:
         client.on_message = self._on_message
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
+        MqttSecurity.from_settings(s).apply(client)
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = _SESSION_NEVER_EXPIRES
         props.ReceiveMaximum = RECEIVE_MAXIMUM
@@ -222,7 +224,7 @@ class IngestBridge:
 
     def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
         if reason.is_failure:
-            log.error("mqtt connect refused reason=%s", reason)
+            log.error("mqtt connect refused reason=%s", refusal_hint(reason))
             return
         topic = f"$share/{self.settings.ingest_share_group}/{EVENT_TOPIC_FILTER}"
         client.subscribe(topic, qos=self.settings.mqtt_qos)

@@ -19,6 +19,7 @@ lateness when a line goes quiet.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -29,13 +30,15 @@ import faust
 from aiokafka.errors import IllegalStateError
 from faust.types import TP
 
+from wipwatch.alert_rules import expand_rules
 from wipwatch.errors import EventError
 from wipwatch.events import decode_record, parse_line_key
 from wipwatch.influx import InfluxTarget, InfluxWriter
 from wipwatch.kafka import ensure_event_topics
+from wipwatch.processors.alert_delivery import delivery_from_settings
 from wipwatch.processors.exactly_once import Decision, ExactlyOnce, checkpoint_key, encode_checkpoint
 from wipwatch.processors.metrics.line_state import EngineConfig, LineEngine
-from wipwatch.processors.points import line_points, quality_points
+from wipwatch.processors.points import collect_points, line_points, quality_points
 from wipwatch.services import KAFKA_MAX_MESSAGE_BYTES
 from wipwatch.settings import Settings
 from wipwatch.site import Site, load_site
@@ -70,6 +73,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         growth_window_s=settings.processor_growth_window_s,
         dedup_horizon_s=settings.processor_dedup_horizon_s,
         dedup_max_ids=settings.processor_dedup_max_ids,
+        point_interval_s=settings.processor_point_interval_s,
         max_ahead_s=settings.max_clock_ahead_s,
     )
 
@@ -78,6 +82,11 @@ def create_app(settings: Settings, site: Site | None = None, writer: InfluxWrite
     """Build the Faust app for ``settings``; ``writer`` defaults to one for the configured InfluxDB."""
     site = site or load_site(settings.site_file)
     config = engine_config(settings)
+    # alerts (docs/alerts.md): the site's rules evaluated by each line's engine, delivered after storing state
+    config = dataclasses.replace(config, alert_every_s=site.alerts.evaluate_every, wall_clock_silence=True)
+    rules = expand_rules(site)
+    alerts = delivery_from_settings(settings)
+    started = time.time()  # a line's silence counts from here at the earliest (records may wait in Kafka)
     datadir = Path(settings.run_dir) / "faust"
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
@@ -149,7 +158,9 @@ def create_app(settings: Settings, site: Site | None = None, writer: InfluxWrite
         line = site.line(line_id)
         log.info("owns line=%s loaded=%s", line_id, blob is not None)
         engine = (
-            LineEngine.load(line, site.site, config, blob) if blob else LineEngine(line, site.site, config)
+            LineEngine.load(line, site.site, config, blob, rules=rules, on_snapshot=collect_points)
+            if blob
+            else LineEngine(line, site.site, config, rules=rules, on_snapshot=collect_points)
         )
         cache[key] = _Cached(engine, blob, time.monotonic())
         return engine
@@ -163,6 +174,7 @@ def create_app(settings: Settings, site: Site | None = None, writer: InfluxWrite
         tps = {p: TP(settings.events_topic, p) for p in targets}
         try:
             earliest = await app.consumer.earliest_offsets(*tps.values())
+            positions: dict[TP, int] = {}
             for partition, target in targets.items():
                 tp = tps[partition]
                 moved = progress.retarget(partition, earliest.get(tp, 0))
@@ -175,7 +187,11 @@ def create_app(settings: Settings, site: Site | None = None, writer: InfluxWrite
                         target,
                         moved,
                     )
-                await app.consumer.seek(tp, moved)
+                positions[tp] = moved
+            # seek_wait runs in Faust's consumer thread, where aiokafka lives: Consumer.seek would call
+            # aiokafka from this thread and race its fetcher (seen: KeyError in the fetcher)
+            if positions:
+                await app.consumer.seek_wait(positions)
         except IllegalStateError as exc:
             log.warning("seek skipped, partitions moved partitions=%s reason=%s", sorted(targets), exc)
 
@@ -212,8 +228,11 @@ def create_app(settings: Settings, site: Site | None = None, writer: InfluxWrite
     async def publish(touched: dict[bytes, LineEngine], checkpoints: dict[int, int]) -> None:
         """Points to InfluxDB (and wait for them), then each line's state, then the checkpoints."""
         lines: list[str] = []
+        mine = assigned_partitions()
         for engine in touched.values():
-            lines += line_points(engine)
+            # the open period's point is rewritten in place: a worker that lost the line must not write
+            # it, or it could overwrite the new owner's newer one (docs/metrics.md)
+            lines += line_points(engine, open_period=engine.state.partition in mine)
             lines += quality_points(engine, dq_times)
             engine.changes.clear()
         if lines:
@@ -221,6 +240,7 @@ def create_app(settings: Settings, site: Site | None = None, writer: InfluxWrite
             writer.write(lines)
             await asyncio.to_thread(writer.flush)
         owned = assigned_partitions()
+        stored = []
         lost: set[int] = set()
         for key, engine in touched.items():
             if engine.state.partition not in owned:
@@ -234,12 +254,16 @@ def create_app(settings: Settings, site: Site | None = None, writer: InfluxWrite
             table.data[key] = blob
             table.send_changelog(engine.state.partition, key, blob)
             cache[key].blob = blob
+            stored.append(engine)
         # after the states, on the same changelog partitions: the log keeps this order
         for partition, offset in checkpoints.items():
             if partition in owned and partition not in lost:
                 key, blob = checkpoint_key(partition), encode_checkpoint(offset)
                 table.data[key] = blob
                 table.send_changelog(partition, key, blob)
+        # alerts hook: deliver the stored lines' alert transitions (idempotent by identity and seq)
+        if alerts is not None and stored:
+            alerts.submit(stored)
 
     @app.agent(events_topic)
     async def process_lines(stream: Any) -> Any:
@@ -271,6 +295,7 @@ def create_app(settings: Settings, site: Site | None = None, writer: InfluxWrite
                             if engine.offer(events, partition, offset, received_at):
                                 touched[key] = engine
                                 cache[key].last_seen = time.monotonic()
+                                engine.heard(time.time())  # alerts: line_silent is judged on the wall clock
                     progress.handled(partition, offset)
                 for engine in touched.values():
                     engine.release()
@@ -297,6 +322,25 @@ def create_app(settings: Settings, site: Site | None = None, writer: InfluxWrite
             if touched:
                 await publish(touched, {})
 
+    @app.timer(interval=settings.alerts_check_s)  # type: ignore[untyped-decorator]
+    async def alert_clock() -> None:
+        """Alerts on the wall clock: silent lines, and the periodic re-post to Alertmanager."""
+        async with lock:
+            assigned = assigned_partitions()
+            owned = {
+                key: cached.engine
+                for key, cached in cache.items()
+                if cached.engine.state.partition in assigned and cached.blob is table.data.get(key)
+            }
+            now = time.time()
+            for engine in owned.values():
+                engine.check_silence(now, not_before=started)
+            silent = {key: engine for key, engine in owned.items() if engine.changes.alerts}
+            if silent:
+                await publish(silent, {})
+            if alerts is not None:
+                alerts.submit(owned.values(), complete=True)
+
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def _assigned(_app: Any, /, assigned: set[Any], **_kwargs: Any) -> None:
         mine = sorted(tp.partition for tp in assigned if tp.topic == settings.events_topic)
@@ -308,6 +352,8 @@ def create_app(settings: Settings, site: Site | None = None, writer: InfluxWrite
     def _flush(_app: Any, /, *_args: Any, signal: Any, **_kwargs: Any) -> None:
         if state["writer"] is not None:
             state["writer"].close()
+        if alerts is not None:
+            alerts.close()
 
     return app
 

@@ -1,8 +1,15 @@
 """InfluxDB points the processors write: measurements, tags and fields (the contract in docs/metrics.md).
 
-Tags are a small bounded set (site, line, location, location kind, reason); never part or event ids. Every
-point of a line is written at the line's event-time clock (the time of the last event applied), so a replay
-at any speed writes the same series. Line-level figures use the location tag ``_line``.
+Tags are a small bounded set (site, line, location, location kind, reason); never part or event ids.
+Line-level figures use the location tag ``_line``.
+
+When points are stamped (docs/metrics.md, "When points are written"): a line's event time is cut into
+periods of ``point_interval_s`` (processors/metrics/line_state.py). When a period closes, every
+measurement of every location of the line is rendered as of the period's end; when a queue shrank, its
+``queue`` point is rendered at that instant (:func:`collect_points`, the engine's ``on_snapshot``). After
+each batch the open period is rendered too, stamped with its end (:func:`line_points`): it holds the
+newest figures until the period closes and rewrites that point (same series and time overwrite in
+InfluxDB). All depend only on the events, so a replay at any speed or batch size writes the same series.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from collections.abc import Iterator
 
 from wipwatch.influx import line
 from wipwatch.measurements import (
+    ALERTS,
     BOTTLENECK,
     COST,
     DATA_QUALITY,
@@ -36,11 +44,53 @@ def _us(t: float) -> int:
     return round(t * 1_000_000)
 
 
-def line_points(engine: LineEngine) -> list[str]:
-    """Every measurement of every location of the line, at its event-time clock."""
+def collect_points(engine: LineEngine, at: float, locations: frozenset[str] | None) -> None:
+    """``on_snapshot`` of the processors' engines: keep the snapshot's points in ``engine.changes``.
+
+    ``locations`` None is a period end (every measurement of the line); else the ``queue`` points of the
+    locations whose queue shrank at ``at``.
+    """
+    if locations is None:
+        engine.changes.points += snapshot_points(engine, at)
+    else:
+        engine.changes.points += queue_points(engine, at, locations)
+
+
+def queue_points(engine: LineEngine, now: float, locations: frozenset[str]) -> list[str]:
+    """The ``queue`` point of each of ``locations`` (in flow order) as of ``now``."""
     st = engine.state
-    now = st.released
-    if now is None:
+    t_us = _us(now)
+    return [
+        line(
+            QUEUE,
+            {"site": st.site, "line": st.line, "location": loc.id},
+            _queue_fields(st.locations[loc.id], now),
+            t_us,
+        )
+        for loc in engine.line.locations
+        if loc.id in locations
+    ]
+
+
+def line_points(engine: LineEngine, open_period: bool = True) -> list[str]:
+    """The points of the periods closed since ``engine.changes`` was cleared, then the open period's,
+    then the alert transitions of the same calls.
+
+    Args:
+        open_period: include the open period's snapshot. Closed periods' points are final and the same
+            whoever writes them; the open period's is provisional, so only the line's owner writes it.
+    """
+    out = list(engine.changes.points)
+    end = engine.state.period_end
+    if end is not None and open_period:
+        out += snapshot_points(engine, end)
+    return out + alert_points(engine)
+
+
+def snapshot_points(engine: LineEngine, now: float) -> list[str]:
+    """Every measurement of every location of the line as of ``now`` (at or after its last event)."""
+    st = engine.state
+    if st.released is None:
         return []
     t_us = _us(now)
     base = {"site": st.site, "line": st.line}
@@ -53,17 +103,7 @@ def line_points(engine: LineEngine) -> list[str]:
         loc = st.locations[loc_def.id]
         tags = {**base, "location": loc_def.id}
         out.append(line(WIP, {**tags, "kind": loc_def.kind.value}, _wip_fields(loc), t_us))
-        out.append(
-            line(
-                QUEUE,
-                tags,
-                {
-                    "growth_per_hour": loc.growth.per_hour(now),
-                    "since_shrink_s": loc.growth.since_shrink_s(now),
-                },
-                t_us,
-            )
-        )
+        out.append(line(QUEUE, tags, _queue_fields(loc, now), t_us))
         out.append(
             line(COST, tags, {"tied_up": loc.cost.tied_up(), "holding_cost": loc.cost.accrued(now)}, t_us)
         )
@@ -116,6 +156,36 @@ def line_points(engine: LineEngine) -> list[str]:
     return out
 
 
+def alert_points(engine: LineEngine) -> list[str]:
+    """``alerts`` points: one per transition of this batch, at the transition's time (docs/alerts.md).
+
+    ``firing`` is 1 when the alert fired, 0 when it resolved; the latest point of a series is the alert's
+    state. Tags: site, line, location (``_line`` for line alerts), rule, severity.
+    """
+    out = []
+    for tr in engine.changes.alerts:
+        inst = tr.instance
+        tags = {
+            "site": inst.site,
+            "line": inst.line,
+            "location": inst.location,
+            "rule": inst.rule,
+            "severity": inst.severity,
+        }
+        fields: dict[str, float | int | str] = {
+            "firing": int(tr.state == "firing"),
+            "value": tr.value,
+            "threshold": inst.threshold,
+            "seq": tr.seq,
+            "duration_s": tr.at - tr.since,
+            "identity": inst.identity,
+            "condition": inst.condition,
+            "summary": inst.summary,
+        }
+        out.append(line(ALERTS, tags, fields, _us(tr.at)))
+    return out
+
+
 def quality_points(engine: LineEngine, last_us: dict[str, int]) -> list[str]:
     """``data_quality`` points: per location and reason, how many findings this batch (``count``).
 
@@ -142,6 +212,10 @@ def quality_points(engine: LineEngine, last_us: dict[str, int]) -> list[str]:
     ]
 
 
+def _queue_fields(loc: LocationState, now: float) -> dict[str, float | int]:
+    return {"growth_per_hour": loc.growth.per_hour(now), "since_shrink_s": loc.growth.since_shrink_s(now)}
+
+
 def _wip_fields(loc: LocationState) -> dict[str, float | int]:
     return {"parts": loc.wip, "value": loc.cost.tied_up()}
 
@@ -156,12 +230,8 @@ def _flow_fields(loc: LocationState, now: float) -> dict[str, float | int]:
 
 
 def _percentiles(flow: FlowTimeSketch) -> dict[str, float | None]:
-    return {
-        "p50_s": flow.quantile(50),
-        "p90_s": flow.quantile(90),
-        "p99_s": flow.quantile(99),
-        "mean_s": flow.mean(),
-    }
+    p50, p90, p99 = flow.quantiles((50, 90, 99))
+    return {"p50_s": p50, "p90_s": p90, "p99_s": p99, "mean_s": flow.mean()}
 
 
 def _throughput_fields(

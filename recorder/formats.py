@@ -1,21 +1,31 @@
-"""Recording file formats: wipwatch's own gzip JSON lines, mqtt-recorder CSV, ``mosquitto_sub -F %j`` JSON
-lines and the simulator's ``--dry-run`` JSON lines.
+"""Recording file formats: the one definition every wipwatch writer and reader uses (docs/record-replay.md).
+
+``wipwatch record`` and ``wipwatch simulate --dry-run`` write through :class:`RecordingWriter`; ``replay``,
+``up --replay`` and the tests read through :class:`RecordingReader`. Whatever one writes, the other reads
+back with the same topic, payload, QoS, retain flag and time (to the microsecond).
 
 Reading detects the format from the content (gzip by its magic bytes, then the first record), never from
-the file name. A damaged file (cut mid-line, cut gzip stream, a line that is not JSON) yields every valid
-message and lists what it skipped with line numbers in :attr:`RecordingReader.skipped`; it never raises
-for one bad line. Only a file whose format cannot be recognised at all raises :class:`RecordingError`.
+the file name. A damaged file (cut mid-line, cut gzip stream, a line that is not a valid record) yields
+every valid message and lists what it skipped with line numbers in :attr:`RecordingReader.skipped`; it
+never raises for one bad line, and never drops one without listing it. Only a file whose format cannot be
+recognised at all raises :class:`RecordingError`.
 
 Formats, one message per line:
 
-- ``native``: gzip; first line ``{"wipwatch_recording": 1, "started": <unix s>}``, then
+- ``native``: gzip; first line ``{"wipwatch_recording": 1, "started": <unix s>}`` (plus ``"site_file"``,
+  the site file's path, and ``"site_yaml"``, its text, when the writer knew the site), then
   ``{"t": <receive time, unix s>, "topic": ..., "qos": 1, "retain": false, "payload": "<utf-8 text>"}``
   (``"payload_b64"`` instead of ``"payload"`` when the bytes are not UTF-8).
 - ``csv``: mqtt-recorder 1.4: ``topic,payload,qos,retain,time,delta`` without a header row; ``retain`` is
   ``True``/``False``, ``time`` unix seconds, ``delta`` seconds since the previous message.
 - ``jsonl``: ``mosquitto_sub -F %j``: ``{"tst": "2026-11-25T06:00:00.123456Z+0000", "topic": ..., "qos": 1,
   "retain": 0, "payloadlen": N, "payload": "<text>"}`` (``%J`` embeds JSON payloads unquoted; read too).
-- ``dry-run``: ``wipwatch simulate --dry-run``: ``{"topic": ..., "qos": 1, "payload": "<text>"}``, no time.
+  ``tst`` is read with or without fractional seconds and in any ISO 8601 offset form.
+- ``dry-run`` (read only): ``{"topic": ..., "qos": 1, "payload": "<text>"}`` without a time, what
+  ``simulate --dry-run`` wrote before it wrote ``jsonl``.
+
+A simulated event's time is its event time (:func:`event_message`), so a dry run replays paced like a
+live recording.
 """
 
 from __future__ import annotations
@@ -36,6 +46,7 @@ from typing import IO, Any, Final, Literal
 import msgspec
 
 from wipwatch.errors import RecordingError
+from wipwatch.events import Event, encode_event, topic_for
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +96,8 @@ class RecordingReader:
     format: Format | None = None
     compressed: bool = False
     skipped: list[Skipped] = field(default_factory=list)
+    #: The ``native`` header line (``started``, and ``site_file``/``site_yaml`` when the writer knew them).
+    header: dict[str, Any] | None = None
     _raw: IO[bytes] | None = None
 
     def position(self) -> int:
@@ -176,6 +189,7 @@ class RecordingReader:
                 raise RecordingError(f"{self.path}: line {number} is JSON but not an object")
             if _HEADER_KEY in first:
                 self.format = "native"
+                self.header = first
                 return _ignore_header(_parse_native)
             if "tst" in first and "topic" in first:
                 self.format = "jsonl"
@@ -272,11 +286,28 @@ def _skip_once(parse: Any) -> Any:
     return parse_after_header
 
 
-def parse_mosquitto_time(tst: str) -> float:
-    """mosquitto_sub's ``tst`` (``2026-11-25T06:00:00.123456Z+0000`` or ``...+0100``) → unix seconds."""
+def parse_mosquitto_time(tst: Any) -> float:
+    """mosquitto_sub's ``tst`` (``2026-11-25T06:00:00.123456Z+0000``, ``...+0100``) → unix seconds.
+
+    Fractional seconds are optional (any number of digits), and any ISO 8601 offset form is accepted
+    (``Z``, ``+00:00``, ``+0000``); a time without an offset is an error, as its instant is unknown.
+
+    Raises:
+        ValueError: not a string, not ISO 8601, or no offset.
+    """
+    if not isinstance(tst, str):
+        raise ValueError(f"tst {tst!r} is not a string")
     # mosquitto prints a literal 'Z' before the numeric offset when the offset is UTC
-    text = tst.replace("Z+0000", "+0000").replace("Z", "+0000") if "Z" in tst else tst
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
+    text = tst.replace("Z+", "+").replace("Z-", "-")
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"tst {tst!r} is not an ISO 8601 time like 2026-11-25T06:00:00.123456Z+0000"
+        ) from None
+    if moment.tzinfo is None:
+        raise ValueError(f"tst {tst!r} has no UTC offset")
+    return moment.timestamp()
 
 
 def _parse_mosquitto(text: bytes, _state: list[str]) -> Message:
@@ -321,19 +352,45 @@ def read_recording(path: Path) -> RecordingReader:
 # ---------------------------------------------------------------- writing
 
 
+def site_header(site_file: Path, scenario: str | None = None) -> dict[str, Any]:
+    """``native`` header fields naming the site of the recorded events: its file's path and text.
+
+    Raises:
+        RecordingError: the site file cannot be read.
+    """
+    try:
+        text = Path(site_file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RecordingError(f"{site_file}: cannot read the site file for the recording: {exc}") from None
+    header: dict[str, Any] = {"site_file": str(Path(site_file).resolve()), "site_yaml": text}
+    if scenario is not None:
+        header["scenario"] = scenario
+    return header
+
+
+def event_message(event: Event) -> Message:
+    """The message an event is published as (its topic, v1 JSON, QoS 1), stamped with its event time."""
+    return Message(topic_for(event), encode_event(event), 1, False, event.timestamp)
+
+
 class RecordingWriter:
     """Append messages to a recording file in one of :data:`WRITE_FORMATS`.
 
     ``native`` is gzip-compressed; ``flush()`` ends a compressed block (``Z_SYNC_FLUSH``) so everything
-    written before it can be read back even if the process is killed afterwards.
+    written before it can be read back even if the process is killed afterwards. ``jsonl`` stores a
+    payload that is not UTF-8 as ``payload_b64``; ``csv`` cannot, and counts such messages in ``lossy``.
+    Calling the writer with an event (an event sink, like ``MqttPublisher``) writes
+    :func:`event_message` of it: that is ``simulate --dry-run``. ``header`` adds fields to the ``native``
+    header line (``site_file``, ``site_yaml``: the site the events are of); the other formats have none.
     """
 
-    def __init__(self, path: Path, fmt: str = "native") -> None:
+    def __init__(self, path: Path, fmt: str = "native", header: dict[str, Any] | None = None) -> None:
         if fmt not in WRITE_FORMATS:
             raise ValueError(f"fmt must be one of {', '.join(WRITE_FORMATS)}, got {fmt!r}")
         self.path = Path(path)
         self.format = fmt
         self.messages = 0
+        self.lossy = 0
         self._previous: float | None = None
         try:
             self._file: IO[bytes] = open(self.path, "wb")  # noqa: SIM115 - owned until close()
@@ -344,8 +401,8 @@ class RecordingWriter:
         if fmt == "native":
             self._gzip = gzip.GzipFile(fileobj=self._file, mode="wb", compresslevel=6)
             self._out = self._gzip
-            header = {_HEADER_KEY: _VERSION, "started": time.time()}
-            self._out.write(msgspec.json.encode(header) + b"\n")
+            first = {_HEADER_KEY: _VERSION, "started": time.time(), **(header or {})}
+            self._out.write(msgspec.json.encode(first) + b"\n")
         self._encoder = msgspec.json.Encoder()
         self._csv_buffer = io.StringIO()
         self._csv = csv.writer(self._csv_buffer, lineterminator="\n")
@@ -354,6 +411,9 @@ class RecordingWriter:
     def bytes_written(self) -> int:
         """Bytes on disk so far (compressed for ``native``; exact after ``flush``)."""
         return self._file.tell()
+
+    def __call__(self, event: Event) -> None:
+        self.write(event_message(event))
 
     def write(self, message: Message) -> None:
         received = message.time if message.time is not None else time.time()
@@ -370,10 +430,15 @@ class RecordingWriter:
             line = self._encoder.encode(_mosquitto_record(message, received)) + b"\n"
         else:
             delta = 0.0 if self._previous is None else received - self._previous
+            try:
+                text = message.payload.decode("utf-8")
+            except UnicodeDecodeError:
+                self.lossy += 1
+                text = message.payload.decode("utf-8", errors="replace")
             self._csv.writerow(
                 [
                     message.topic,
-                    message.payload.decode("utf-8", errors="replace"),
+                    text,
                     message.qos,
                     message.retain,
                     received,
@@ -407,12 +472,17 @@ class RecordingWriter:
 def _mosquitto_record(message: Message, received: float) -> dict[str, Any]:
     stamp = datetime.fromtimestamp(received).astimezone()
     offset = stamp.strftime("%z")
+    # always six fractional digits, as mosquitto_sub prints them, whole seconds included
     tst = stamp.strftime("%Y-%m-%dT%H:%M:%S.%f") + ("Z" if offset == "+0000" else "") + offset
-    return {
+    record: dict[str, Any] = {
         "tst": tst,
         "topic": message.topic,
         "qos": message.qos,
         "retain": int(message.retain),
         "payloadlen": len(message.payload),
-        "payload": message.payload.decode("utf-8", errors="replace"),
     }
+    try:
+        record["payload"] = message.payload.decode("utf-8")
+    except UnicodeDecodeError:
+        record["payload_b64"] = base64.b64encode(message.payload).decode()
+    return record

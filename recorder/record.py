@@ -23,6 +23,7 @@ from paho.mqtt.properties import Properties
 
 from wipwatch.errors import ServiceError
 from wipwatch.events import EVENT_TOPIC_FILTER
+from wipwatch.mqtt import MqttSecurity, refusal_hint
 from wipwatch.recorder.formats import Message, RecordingWriter
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class Recorder:
         client_id: str = "wipwatch-recorder",
         qos: int = 1,
         flush_seconds: float = 1.0,
+        security: MqttSecurity | None = None,
     ) -> None:
         if not topics:
             raise ValueError("topics must name at least one topic filter")
@@ -70,6 +72,7 @@ class Recorder:
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
         self._client.on_disconnect = self._on_disconnect
+        (security or MqttSecurity()).apply(self._client)
 
     @property
     def received(self) -> int:
@@ -160,7 +163,7 @@ class Recorder:
 
     def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         if reason.is_failure:
-            log.error("mqtt connect refused reason=%s", reason)
+            log.error("mqtt connect refused reason=%s", refusal_hint(reason))
             return
         client.subscribe([(topic, self.qos) for topic in self.topics])
         log.info("mqtt connected host=%s port=%d subscribing=%s", self.host, self.port, self.topics)

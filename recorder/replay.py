@@ -1,10 +1,15 @@
 """Replay a recording over MQTT: original spacing divided by ``speed``, or as fast as the broker takes it.
 
 Payloads go out unchanged, so event times (the payload ``time`` field) are those of the original shift and
-the processors, which compute in event time, reach the same numbers at any speed. Pacing uses the receive
-times in the file; a recording without them (the simulator's ``--dry-run``) is published back to back.
-Publishing is QoS 1 through :class:`wipwatch.mqtt.MqttPublisher`, whose cap on unacknowledged messages
-is the back-pressure that keeps ``max`` from dropping anything.
+the processors, which compute and stamp their points in event time, write the same series at any speed.
+Pacing uses the times in the file (receive times; a dry run's event times); a recording without them
+(the old dry-run format) is published back to back. Publishing is QoS 1 through
+:class:`wipwatch.mqtt.MqttPublisher`, whose cap on unacknowledged messages is the back-pressure that keeps
+``max`` from dropping anything.
+
+Which site a recording is of, for ``up --replay``: :func:`survey` counts its events by the site, line and
+location their topics name, and :func:`site_for_recording` picks the site file that describes most of
+them, or refuses (docs/record-replay.md).
 """
 
 from __future__ import annotations
@@ -12,12 +17,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Final
 
 from wipwatch.errors import RecordingError
+from wipwatch.events import ALERTS_TOPIC_ROOT, TOPIC_ROOT
 from wipwatch.recorder.formats import RecordingReader, Skipped
+from wipwatch.site import Site
 
 log = logging.getLogger(__name__)
 
@@ -137,3 +146,123 @@ def replay(
         result.seconds,
     )
     return result
+
+
+# ---------------------------------------------------------------- which site a recording is of
+
+
+@dataclass
+class RecordingSurvey:
+    """What a recording holds: event messages per (site, line, location), and messages on other topics.
+
+    Event messages are those ingest takes: topics ``wipwatch/<site>/<line>/<location>/<kind>`` outside
+    ``wipwatch/alerts``. Read from the topics alone (the payload must agree with its topic, or ingest
+    dead-letters it anyway).
+    """
+
+    by_location: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    other: int = 0
+    skipped: list[Skipped] = field(default_factory=list)
+
+    @property
+    def events(self) -> int:
+        return sum(self.by_location.values())
+
+    def site_ids(self) -> list[str]:
+        """The site ids of the events, most frequent first."""
+        per_site: Counter[str] = Counter()
+        for (site_id, _line, _location), n in self.by_location.items():
+            per_site[site_id] += n
+        return [site_id for site_id, _n in per_site.most_common()]
+
+    def known_to(self, site: Site) -> int:
+        """Event messages whose site, line and location ``site`` describes."""
+        return sum(
+            n
+            for (site_id, line, location), n in self.by_location.items()
+            if site_id == site.site and site.has_location(line, location)
+        )
+
+
+def survey(reader: RecordingReader) -> RecordingSurvey:
+    """Read the whole recording once and count its event messages by site, line and location.
+
+    Raises:
+        RecordingError: the file cannot be read or its format is unknown.
+    """
+    result = RecordingSurvey()
+    for message in reader:
+        parts = message.topic.split("/")
+        if (
+            len(parts) == 5
+            and parts[0] == TOPIC_ROOT
+            and not message.topic.startswith(ALERTS_TOPIC_ROOT + "/")
+        ):
+            result.by_location[(parts[1], parts[2], parts[3])] += 1
+        else:
+            result.other += 1
+    result.skipped = list(reader.skipped)
+    return result
+
+
+@dataclass(frozen=True)
+class SiteCandidate:
+    """A site a recording may be of: where it comes from (for messages), the site, and whether it is a
+    guess (a site file found lying around) rather than named by the user or by the recording."""
+
+    source: str
+    site: Site
+    guess: bool = False
+
+
+def site_for_recording(
+    recording: Path, contents: RecordingSurvey, candidates: Sequence[SiteCandidate]
+) -> SiteCandidate:
+    """The first candidate describing the most events of the recording, if it describes most of them.
+
+    Candidates come in order of preference (the user's choice alone; else the recording's own header,
+    then guesses). Two different guessed sites that describe the events equally well are ambiguous.
+
+    Raises:
+        RecordingError: the recording holds no event, no candidate describes most of its events, or the
+            best guesses are ambiguous.
+    """
+    total = contents.events
+    if total == 0:
+        raise RecordingError(f"{recording}: no wipwatch event message in the recording; nothing to replay")
+    if not candidates:
+        raise RecordingError(f"{recording}: no site file to replay it with; pass --site")
+    known = [contents.known_to(c.site) for c in candidates]
+    best = max(range(len(candidates)), key=lambda i: (known[i], -i))
+    ids = ", ".join(repr(i) for i in contents.site_ids()[:5])
+    chosen = candidates[best]
+    if known[best] * 2 <= total:
+        what = f"{chosen.source} (site {chosen.site.site!r})"
+        if len(candidates) == 1:
+            raise RecordingError(
+                f"{recording}: its events are for site {ids}, but {what} knows only {known[best]} of "
+                f"{total}; pass --site with the recording's site file"
+            )
+        raise RecordingError(
+            f"{recording}: its events are for site {ids}; none of {len(candidates)} site files tried "
+            f"describes them (best {what}: {known[best]} of {total}); pass --site with its site file"
+        )
+    rivals = [
+        c.source
+        for c, n in zip(candidates, known, strict=True)
+        if c.guess and chosen.guess and n == known[best] and c.site != chosen.site
+    ]
+    if rivals:
+        names = ", ".join([chosen.source, *rivals])
+        raise RecordingError(
+            f"{recording}: its events fit {len(rivals) + 1} different site files equally ({names}); "
+            "pass --site with the one it was recorded with"
+        )
+    log.info(
+        "replay site source=%s site=%s known=%d events=%d",
+        chosen.source,
+        chosen.site.site,
+        known[best],
+        total,
+    )
+    return chosen

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 import uuid
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
@@ -504,18 +505,30 @@ def simulate_site(
     progress: ProgressSink | None = None,
     sample_interval: float = 60.0,
     deliveries: Mapping[str, Sequence[Delivery]] | None = None,
+    warmup: float = 0.0,
+    warmup_speed: float | None = None,
 ) -> GroundTruth:
     """Run every line of ``site`` for ``duration`` simulated seconds (forever if ``None``).
 
     Same site, seed and start give the same events, event ids included.
 
+    Live use (docs/simulators.md, "Live time"): ``warmup`` seconds of the shift that already passed are
+    simulated quickly (at ``warmup_speed``) from ``start = now - warmup``, so dashboards over the last
+    hours are full within seconds; then the clock runs at ``speed``. Simulated second ``warmup`` is
+    pinned to the wall time ``start + warmup``: at speed 1 event times then follow the wall clock and
+    never run ahead of it.
+
     Args:
         speed: simulated seconds per wall-clock second; ``None`` runs as fast as possible.
-        start: event time of simulated second zero (default: now, truncated to the second).
+        start: event time of simulated second zero (default: now minus ``warmup``, whole seconds).
         progress: called with the simulated time every ``sample_interval`` seconds.
         sample_interval: seconds between WIP samples in the ground truth.
         deliveries: per line id, recorded deliveries ``(second, parts, sku)`` in time order that replace
             the line's ``supply`` (a what-if on a recorded shift replays the shift's own deliveries).
+        warmup: simulated seconds run before pacing at ``speed`` begins.
+        warmup_speed: simulated seconds per wall second during the warm-up; ``None`` is unpaced. The
+            processors write one point per line per batch, so an unpaced warm-up reaches the dashboards
+            as a handful of points; paced, every batch covers a slice of the past hours.
     """
     if speed is not None and speed <= 0:
         raise ValueError(f"speed must be > 0, got {speed}")
@@ -523,7 +536,11 @@ def simulate_site(
         raise ValueError(f"duration must be > 0, got {duration}")
     if sample_interval <= 0:
         raise ValueError(f"sample_interval must be > 0, got {sample_interval}")
-    start = start or datetime.now(UTC).replace(microsecond=0)
+    if warmup < 0 or (duration is not None and warmup > duration):
+        raise ValueError(f"warmup must be between 0 and the duration, got {warmup}")
+    if warmup_speed is not None and warmup_speed <= 0:
+        raise ValueError(f"warmup_speed must be > 0, got {warmup_speed}")
+    start = start or datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=warmup)
     env: simpy.Environment = (
         simpy.rt.RealtimeEnvironment(factor=1.0 / speed, strict=False) if speed else simpy.Environment()
     )
@@ -547,7 +564,32 @@ def simulate_site(
 
     env.process(sampler())
     try:
+        if isinstance(env, simpy.rt.RealtimeEnvironment) and warmup > 0:
+            _warm_up(env, warmup, (start + timedelta(seconds=warmup)).timestamp(), warmup_speed)
         env.run(until=duration)
     finally:
         truth.duration = env.now
     return truth
+
+
+def _warm_up(
+    env: simpy.rt.RealtimeEnvironment, until: float, wall_at_end: float, speed: float | None
+) -> None:
+    """Process events up to simulated second ``until`` at ``speed`` (``None``: unpaced), then pin that
+    second to the wall time ``wall_at_end``.
+
+    ``RealtimeEnvironment`` fires the event of simulated time t at ``real_start + (t - env_start) *
+    factor`` (monotonic clock). Re-anchoring ``env_start`` at ``until`` and moving ``real_start`` back by
+    how late ``wall_at_end`` already is (the warm-up itself took that long) lets the non-strict environment
+    catch up at once, after which events go out when the wall clock reaches their event time (speed 1).
+    """
+    end = env.timeout(until - env.now)
+    began, sim0 = time.monotonic(), env.now
+    while not end.processed:
+        if speed is not None:
+            lead = began + (env.peek() - sim0) / speed - time.monotonic()
+            if lead > 0.001:
+                time.sleep(lead)
+        simpy.Environment.step(env)  # the base class's step: no real-time pacing of its own
+    env.env_start = env.now
+    env.real_start = time.monotonic() - max(0.0, time.time() - wall_at_end)

@@ -17,6 +17,8 @@ BOTTLENECK: Final = "bottleneck"
 STATION: Final = "station"
 COST: Final = "cost"
 DATA_QUALITY: Final = "data_quality"
+#: Alert transitions (docs/alerts.md).
+ALERTS: Final = "alerts"
 
 #: Every measurement, in the order docs/metrics.md lists them.
-ALL: Final = (WIP, QUEUE, THROUGHPUT, FLOW_TIME, LEAD_TIME, BOTTLENECK, STATION, COST, DATA_QUALITY)
+ALL: Final = (WIP, QUEUE, THROUGHPUT, FLOW_TIME, LEAD_TIME, BOTTLENECK, STATION, COST, DATA_QUALITY, ALERTS)

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from wipwatch.credentials import BrokerAuth
 from wipwatch.errors import ServiceError
 
 log = logging.getLogger(__name__)
@@ -161,14 +162,19 @@ def _find_binary(name: str, hint: str) -> str:
     return path
 
 
-def start_mosquitto(run_dir: Path, port: int) -> ChildProcess:
-    """mosquitto with QoS 1 persistence and queues sized for a fast simulator (see docs/operations.md)."""
+def start_mosquitto(run_dir: Path, port: int, auth: BrokerAuth | None = None) -> ChildProcess:
+    """mosquitto with QoS 1 persistence and queues sized for a fast simulator (see docs/operations.md).
+
+    Anonymous on 127.0.0.1 unless ``auth`` gives a password file and ACL (and maybe TLS) from
+    wipwatch/credentials.py.
+    """
     data = run_dir / "mosquitto"
     data.mkdir(parents=True, exist_ok=True)
     conf = data / "mosquitto.conf"
+    access = auth.mosquitto_conf() if auth is not None else "allow_anonymous true\n"
     conf.write_text(
         f"listener {port} 127.0.0.1\n"
-        "allow_anonymous true\n"
+        f"{access}"
         # started as root, mosquitto would switch to user 'mosquitto' and fail to write its persistence
         f"user {getpass.getuser()}\n"
         "persistence true\n"
@@ -389,6 +395,16 @@ def start_influxdb(run_dir: Path, port: int, database: str) -> ChildProcess:
     return child
 
 
+def disk_usage(path: Path) -> int:
+    """Bytes allocated on disk under ``path`` (sparse files count what they use), 0 if it is missing."""
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += (Path(root) / name).stat().st_blocks * 512
+    return total
+
+
 @dataclass
 class Ports:
     mqtt: int
@@ -413,6 +429,9 @@ class NativeStack:
     database: str = "wipwatch"
     kafka_external: str | None = None
     children: dict[str, ChildProcess] = field(default_factory=dict)
+    #: Optional Prometheus Alertmanager: (port, config file); started after the others.
+    alertmanager: tuple[int, Path] | None = None
+    mqtt_auth: BrokerAuth | None = None
 
     @property
     def mqtt_port(self) -> int:
@@ -428,12 +447,15 @@ class NativeStack:
 
     def _starters(self) -> dict[str, Callable[[], ChildProcess]]:
         starters: dict[str, Callable[[], ChildProcess]] = {
-            "mosquitto": lambda: start_mosquitto(self.run_dir, self.ports.mqtt),
+            "mosquitto": lambda: start_mosquitto(self.run_dir, self.ports.mqtt, self.mqtt_auth),
             "kafka": lambda: start_kafka(self.run_dir, self.ports.kafka),
             "influxdb": lambda: start_influxdb(self.run_dir, self.ports.influx, self.database),
         }
         if self.kafka_external:
             del starters["kafka"]
+        alertmanager = self.alertmanager
+        if alertmanager is not None:
+            starters["alertmanager"] = lambda: start_alertmanager(self.run_dir, *alertmanager)
         return starters
 
     def start(self) -> NativeStack:
@@ -464,6 +486,10 @@ class NativeStack:
         for child in reversed(list(self.children.values())):
             child.stop()
 
+    def disk_usage(self) -> dict[str, int]:
+        """Bytes on disk per server's data directory (bounded by each server's retention)."""
+        return {name: disk_usage(self.run_dir / name) for name in ("mosquitto", "kafka", "influxdb")}
+
     @contextlib.contextmanager
     def running(self) -> Iterator[NativeStack]:
         self.start()
@@ -476,3 +502,37 @@ class NativeStack:
 def python_module_argv(*args: str) -> list[str]:
     """argv that runs the wipwatch CLI with this interpreter (children of ``wipwatch up`` and tests)."""
     return [sys.executable, "-m", "wipwatch", *args]
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def start_alertmanager(run_dir: Path, port: int, config: Path) -> ChildProcess:
+    """Prometheus Alertmanager with ``config`` (routes, receivers), its silences and state in the run
+    directory, no cluster gossip port; ready when ``/-/ready`` answers."""
+    if not config.is_file():
+        raise ServiceError(f"Alertmanager config {config} not found (see examples/alertmanager.yml)")
+    data = run_dir / "alertmanager"
+    data.mkdir(parents=True, exist_ok=True)
+    binary = _find_binary(
+        "prometheus-alertmanager",
+        "install it with `apt-get install prometheus-alertmanager` (make setup does)",
+    )
+    argv = [
+        binary,
+        f"--config.file={config}",
+        f"--storage.path={data}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",
+        "--log.level=warn",
+    ]
+    child = spawn("alertmanager", argv, run_dir / "logs")
+    url = f"http://127.0.0.1:{port}"
+    wait_until(child, lambda: _http_ok(f"{url}/-/ready"))
+    child.address = url
+    return child

@@ -9,13 +9,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from wipwatch.errors import SettingsError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_SITE_FILE = REPO_ROOT / "examples" / "lean-line.yaml"
+#: The example sites ship as package data (``wipwatch.examples``, installed as ``wipwatch/examples``); in a
+#: source checkout, where ``examples/`` is beside ``wipwatch/``, that folder is used.
+_INSTALLED_EXAMPLES = Path(__file__).resolve().parent / "examples"
+EXAMPLES_DIR = _INSTALLED_EXAMPLES if _INSTALLED_EXAMPLES.is_dir() else REPO_ROOT / "examples"
+DEFAULT_SITE_FILE = EXAMPLES_DIR / "lean-line.yaml"
 
 
 class Settings(BaseSettings):
@@ -29,6 +33,16 @@ class Settings(BaseSettings):
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = Field(18830, ge=1, le=65535)
     mqtt_qos: Literal[1, 2] = 1
+    #: Credentials and TLS of every wipwatch MQTT client (wipwatch/mqtt.py ``MqttSecurity``).
+    mqtt_username: str = ""
+    mqtt_password: SecretStr = SecretStr("")
+    mqtt_tls: bool = False
+    mqtt_ca_file: Path | None = None
+    mqtt_cert_file: Path | None = None
+    mqtt_key_file: Path | None = None
+    #: ``wipwatch up``: run mosquitto with a password file and ACL (wipwatch/credentials.py), each child
+    #: with its own account, as docker-compose does. Off: anonymous on 127.0.0.1.
+    mqtt_auth: bool = False
 
     kafka_bootstrap: str = "127.0.0.1:19092"
     kafka_partitions: int = Field(4, ge=1, le=256)
@@ -43,7 +57,13 @@ class Settings(BaseSettings):
     influx_db: str = "wipwatch"
     influx_org: str = "wipwatch"
     influx_bucket: str = "wipwatch"
-    influx_token: str = ""
+    influx_token: SecretStr = SecretStr("")
+    #: A v1-style account (InfluxDB 1.x users, or 2.x v1-compatible authorizations): HTTP basic auth.
+    influx_username: str = ""
+    influx_password: SecretStr = SecretStr("")
+    #: InfluxDB 1.x lifecycle (wipwatch/retention.py): raw points, then 1-minute rollups, kept this long.
+    influx_raw_retention: str = Field("30d", pattern=r"^(INF|\d+[mhdw])$")
+    influx_rollup_retention: str = Field("400d", pattern=r"^(INF|\d+[mhdw])$")
     influx_batch_size: int = Field(5000, ge=1)
     influx_flush_seconds: float = Field(0.5, gt=0)
 
@@ -71,8 +91,18 @@ class Settings(BaseSettings):
     #: Event ids remembered per line for de-duplication: this much event time, at most this many.
     processor_dedup_horizon_s: float = Field(3600.0, ge=0)
     processor_dedup_max_ids: int = Field(20_000, ge=1)
+    #: Event-time resolution of the points: each line's figures once per this many seconds of event time
+    #: (docs/metrics.md, "When points are written"); the same at any replay speed.
+    processor_point_interval_s: float = Field(60.0, gt=0)
     #: Kafka consumer-group session timeout: how soon a dead worker's partitions move to the others.
     processor_session_timeout_s: float = Field(10.0, ge=6, le=300)
+
+    #: Alert delivery (docs/alerts.md): Alertmanager's URL (empty: none), retained MQTT state on or off,
+    #: seconds between re-posts of firing alerts, wall seconds between checks of silent lines.
+    alertmanager_url: str = ""
+    alerts_mqtt: bool = True
+    alerts_resend_s: float = Field(60.0, gt=0)
+    alerts_check_s: float = Field(5.0, gt=0)
 
     #: The built-in live board (``wipwatch board``): where it listens and how often it pushes a snapshot.
     board_host: str = "127.0.0.1"
@@ -80,6 +110,14 @@ class Settings(BaseSettings):
     board_interval: float = Field(1.0, gt=0, le=60)
     #: Live-update (SSE) connections the board serves at once; more get 503.
     board_max_streams: int = Field(100, ge=1, le=10_000)
+    #: Required when the board binds beyond loopback: browsers open ``/?token=...`` once (then a cookie),
+    #: scripts send ``Authorization: Bearer ...``.
+    board_token: SecretStr = SecretStr("")
+    #: Host header values the board answers (comma-separated; ``*`` any), against DNS rebinding.
+    board_allowed_hosts: str = "127.0.0.1,localhost,::1"
+
+    #: Where a Grafana with wipwatch's dashboards answers, for the links ``up --replay`` prints.
+    grafana_url: str = "http://127.0.0.1:3000"
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Final, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from wipwatch.alert_rules import Alerts
 from wipwatch.errors import SiteFileError
 
 #: Identifiers appear in MQTT topics, Kafka keys, InfluxDB tags and database names: no '/', '+', '#',
@@ -296,6 +297,8 @@ class Site(_Model):
     shift: Shift | None = None
     scenarios: dict[Ident, Scenario] = Field(default_factory=dict)
     lines: list[Line] = Field(min_length=1)
+    #: Alert rules (docs/alerts.md); defaults derived from caps, demand and stations apply without it.
+    alerts: Alerts = Alerts()
 
     @model_validator(mode="after")
     def _unique_lines(self) -> Site:
@@ -309,6 +312,22 @@ class Site(_Model):
             unknown = sorted(set(scenario.lines or []) - set(ids))
             if unknown:
                 raise ValueError(f"scenario {name!r} names unknown lines: {', '.join(unknown)}")
+        for index, rule in enumerate(self.alerts.rules):
+            scope = rule.scope_filter
+            where = f"alerts.rules[{index}].scope"
+            if scope.line is not None and scope.line not in ids:
+                raise ValueError(f"{where}.line: unknown line {scope.line!r} (lines: {', '.join(ids)})")
+            lines = [line for line in self.lines if scope.line in (None, line.id)]
+            if scope.location is not None and not any(
+                loc.id == scope.location for line in lines for loc in line.locations
+            ):
+                raise ValueError(f"{where}.location: unknown location {scope.location!r}")
+            if rule.expected is not None and not any(
+                loc.id == rule.expected and loc.kind is LocationKind.STATION
+                for line in lines
+                for loc in line.locations
+            ):
+                raise ValueError(f"alerts.rules[{index}].expected: {rule.expected!r} is not a station")
         return self
 
     def with_scenario(self, name: str, source: str = "<site>") -> Site:
@@ -375,7 +394,8 @@ def parse_site(data: Any, source: str = "<site>") -> Site:
         for err in exc.errors():
             loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-after")))
             msg = err["msg"].removeprefix("Value error, ")
-            problems.append(f"{_format_loc(loc)}: {msg}")
+            # site-level checks of the alert rules name their own field path (alerts.rules[i]...)
+            problems.append(msg if not loc and msg.startswith("alerts.") else f"{_format_loc(loc)}: {msg}")
         raise SiteFileError(source, problems) from None
 
 

@@ -14,17 +14,19 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
+from wipwatch.dashboards.board.access import BoardAccess
 from wipwatch.dashboards.board.snapshot import SnapshotSource
 
 log = logging.getLogger(__name__)
@@ -58,8 +60,16 @@ class CachedSnapshots:
 _SNAPSHOT_FAILED = {"error": "snapshot failed; the board's log says why"}
 
 
-def create_app(source: SnapshotSource, interval: float = 1.0, max_streams: int = 100) -> Starlette:
+def create_app(
+    source: SnapshotSource,
+    interval: float = 1.0,
+    max_streams: int = 100,
+    allowed_hosts: Sequence[str] = ("127.0.0.1", "localhost", "::1"),
+    token: str = "",
+) -> Starlette:
     """The board for ``source``'s site; pushes a snapshot every ``interval`` seconds to ``max_streams``.
+
+    ``allowed_hosts`` and ``token``: who may open it (``wipwatch.dashboards.board.access``).
 
     Raises:
         ValueError: ``max_streams`` is below 1.
@@ -127,16 +137,25 @@ def create_app(source: SnapshotSource, interval: float = 1.0, max_streams: int =
             Route("/events", events),
             Route("/healthz", health),
             Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
-        ]
+        ],
+        middleware=[Middleware(BoardAccess, allowed_hosts=allowed_hosts, token=token)],
     )
 
 
-def serve(source: SnapshotSource, host: str, port: int, interval: float, max_streams: int = 100) -> None:
+def serve(
+    source: SnapshotSource,
+    host: str,
+    port: int,
+    interval: float,
+    max_streams: int = 100,
+    allowed_hosts: Sequence[str] = ("127.0.0.1", "localhost", "::1"),
+    token: str = "",
+) -> None:
     """Run the board in the foreground until SIGINT/SIGTERM."""
     import uvicorn
 
     config = uvicorn.Config(
-        create_app(source, interval, max_streams),
+        create_app(source, interval, max_streams, allowed_hosts, token),
         host=host,
         port=port,
         log_level="warning",

@@ -15,7 +15,17 @@ from typing import Any
 
 from wipwatch.errors import ServiceError
 from wipwatch.influx import InfluxTarget, detect_version, query, rows
-from wipwatch.measurements import BOTTLENECK, COST, FLOW_TIME, LEAD_TIME, QUEUE, STATION, THROUGHPUT, WIP
+from wipwatch.measurements import (
+    ALERTS,
+    BOTTLENECK,
+    COST,
+    FLOW_TIME,
+    LEAD_TIME,
+    QUEUE,
+    STATION,
+    THROUGHPUT,
+    WIP,
+)
 from wipwatch.processors.metrics.benchmarking import (
     OperatingPoint,
     line_benchmark,
@@ -64,7 +74,11 @@ MEASUREMENTS: tuple[Latest, ...] = (
     Latest(BOTTLENECK, "momentary", ("share", "active_period_s")),
     Latest(STATION, "working_s", ("state", "starved_s", "blocked_s", "down_s")),
     Latest(COST, "tied_up", ("holding_cost",)),
+    # the latest transition of each alert (docs/alerts.md): firing = 1 means active now
+    Latest(ALERTS, "firing", ("summary", "value", "threshold"), ("line", "location", "rule", "severity")),
 )
+#: Worst first: the order active alerts are listed in, and which one marks a location.
+SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 
 #: Trend lines: this much event time before the latest WIP point, in this many buckets.
 TREND_WINDOW_S = 3600
@@ -125,6 +139,7 @@ class SnapshotSource:
         self.stale_after_s = stale_after_s
         self._clock = clock
         self._data_time_us: int | None = None
+        self._fingerprint: int | None = None
         self._advanced_at: float | None = None
 
     def influx_up(self) -> bool:
@@ -177,9 +192,13 @@ class SnapshotSource:
                 log.warning("trend query failed error=%s", exc)
                 error = INFLUX_ERROR
         now = self._clock()
-        if latest_us is not None and latest_us != self._data_time_us:
-            self._data_time_us, self._advanced_at = latest_us, now
-        lines = [self._line(line.id, data, trends) for line in self.site.lines]
+        # the newest point is rewritten in place until its event-time period closes (docs/metrics.md,
+        # "When points are written"): data advanced when any figure changed, not only the newest time
+        fingerprint = hash(repr(sorted((m, repr(rows)) for m, rows in data.items())))
+        if latest_us is not None and (latest_us, fingerprint) != (self._data_time_us, self._fingerprint):
+            self._data_time_us, self._fingerprint, self._advanced_at = latest_us, fingerprint, now
+        alerts = self._alerts(data[ALERTS])
+        lines = [self._line(line.id, data, trends, alerts) for line in self.site.lines]
         tied = [loc["value"] for line in lines for loc in line["locations"] if loc["value"] is not None]
         wip = [loc["wip"] for line in lines for loc in line["locations"] if loc["wip"] is not None]
         return {
@@ -192,16 +211,43 @@ class SnapshotSource:
             "stale_after_s": self.stale_after_s,
             "influx_error": error,
             "totals": {"wip": sum(wip) if wip else None, "tied_up": sum(tied) if tied else None},
+            "alerts": alerts,
             "lines": lines,
         }
+
+    @staticmethod
+    def _alerts(latest: dict[tuple[str, ...], dict[str, Any]]) -> list[dict[str, Any]]:
+        """Active alerts (latest transition is a firing), worst severity first, then oldest first."""
+        active = [
+            {
+                "line": r.get("line"),
+                "location": r.get("location"),
+                "rule": r.get("rule"),
+                "severity": r.get("severity"),
+                "summary": r.get("summary"),
+                "since_us": r.get("time"),
+                "value": _num(r.get("value")),
+                "threshold": _num(r.get("threshold")),
+            }
+            for r in latest.values()
+            if r.get("firing") == 1
+        ]
+        active.sort(key=lambda a: (SEVERITY_ORDER.get(str(a["severity"]), 9), a["since_us"] or 0, a["rule"]))
+        return active
 
     def _line(
         self,
         line_id: str,
         data: dict[str, dict[tuple[str, ...], dict[str, Any]]],
         trends: dict[tuple[str, str], list[float | None]],
+        alerts: list[dict[str, Any]],
     ) -> dict[str, Any]:
         line = self.site.line(line_id)
+        # the worst active alert per location of this line (the list is sorted worst first)
+        marks: dict[str, str] = {}
+        for alert in alerts:
+            if alert["line"] == line_id:
+                marks.setdefault(str(alert["location"]), str(alert["severity"]))
 
         def get(measurement: str, location: str, field: str) -> Any:
             return data[measurement].get((line_id, location), {}).get(field)
@@ -232,6 +278,7 @@ class SnapshotSource:
                     "tied_up": _num(get(COST, loc.id, "tied_up")),
                     "holding_cost": _num(get(COST, loc.id, "holding_cost")),
                     "trend": trends.get((line_id, loc.id), []),
+                    "alert": marks.get(loc.id),
                 }
             )
         return {
@@ -245,6 +292,7 @@ class SnapshotSource:
             "littles_law_s": _num(lead.get("littles_law_s")),
             "measured_lead_s": _num(lead.get("measured_s")),
             "value_added_ratio": _num(lead.get("value_added_ratio")),
+            "alert": marks.get(LINE_LOCATION),
             "benchmark": benchmark_view(line, lead),
             "locations": locations,
         }

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Sequence
 from functools import lru_cache
 
 import msgspec
@@ -82,6 +83,34 @@ class FlowTimeSketch(msgspec.Struct, kw_only=True):
                 # the exact value lies in [min, max] too, so clamping only brings the estimate closer
                 return min(max(value, self.min_s), self.max_s)
         return self.max_s  # not reached: the buckets and zeros add up to count
+
+    def quantiles(self, qs: Sequence[float]) -> list[float | None]:
+        """``quantile(q)`` for each of ``qs``, in one pass over the buckets (the points need several)."""
+        for q in qs:
+            if not 0 <= q <= 100:
+                raise ValueError(f"q must be a percentage in [0, 100], got {q!r}")
+        if self.count == 0 or self.min_s is None or self.max_s is None:
+            return [None] * len(qs)
+        wanted = sorted((max(1, math.ceil(q / 100 * self.count)), n) for n, q in enumerate(qs))
+        out: list[float | None] = [self.max_s] * len(qs)
+        log_gamma = _log_gamma(self.alpha)
+        gamma = math.exp(log_gamma)
+        seen = self.zeros
+        k = 0
+        while k < len(wanted) and wanted[k][0] <= seen:
+            out[wanted[k][1]] = 0.0
+            k += 1
+        buckets = self.buckets
+        for i in sorted(buckets):
+            if k == len(wanted):
+                break
+            seen += buckets[i]
+            if wanted[k][0] <= seen:
+                value = min(max(2 * math.exp(i * log_gamma) / (gamma + 1), self.min_s), self.max_s)
+                while k < len(wanted) and wanted[k][0] <= seen:
+                    out[wanted[k][1]] = value
+                    k += 1
+        return out
 
     def mean(self) -> float | None:
         """Mean duration (exact sum / count), or None if empty."""

@@ -13,6 +13,16 @@ silently dropped or placed in the past. Events with the same id as one seen with
 horizon are ignored and counted as ``duplicate``. A departure of a part that is not at the location is
 ``departure without arrival`` and changes nothing: WIP is never clamped.
 
+Points in event time: the line's time is cut into periods of ``point_interval_s`` (aligned to the unix
+epoch, so 60 s periods end on whole minutes). A period with at least one event applied is *open* until
+an event later than its end is applied; then it is *closed*, and ``on_snapshot(engine, end, None)`` is
+called with the state as of the period's end (every event at or before ``end`` applied, none after). A
+queue that shrank is a change that matters between periods: once no more events can come at the instant
+it shrank at (an event later than that is applied), ``on_snapshot(engine, instant, locations)`` is called
+with the state as of that instant and the locations whose WIP settled lower there. What is called, when
+in event time and with which state depends only on the events and their order, never on how they were
+batched: so the points drawn from them (processors/points.py) are the same at any replay speed.
+
 Guards (docs/metrics.md, "Clock guards"): an event is refused before it touches anything, counted in data
 quality and never retried, when it cannot be applied or its time cannot be trusted: a time outside
 [``EARLIEST_TIME``, ``LATEST_TIME``) or a field beyond the schema's limits (``out of range``, ``invalid``),
@@ -26,13 +36,14 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, get_args
 
 import msgspec
 
+from wipwatch.alert_rules import RuleInstance
 from wipwatch.events import (
     ACTIVE_STATES,
     EARLIEST_TS,
@@ -44,6 +55,7 @@ from wipwatch.events import (
     StationState,
     StationStateName,
 )
+from wipwatch.processors.metrics.alerts import AlertBook, AlertEvaluator, Transition
 from wipwatch.processors.metrics.bottleneck import ActivePeriods
 from wipwatch.processors.metrics.flow_time import FlowTimeSketch, Residents
 from wipwatch.processors.metrics.holding_cost import HoldingCost
@@ -72,6 +84,9 @@ QualityReason = Literal[
 #: The location tag of data-quality points for events naming a location the site file does not have.
 UNKNOWN_LOCATION = "_unknown"
 _FORGET_CHUNK = 256
+#: Called with the engine, an event time and the locations to snapshot there (None: the whole line), with the
+#: state as of that time, before the next event is applied (module docstring).
+Snapshot = Callable[["LineEngine", float, frozenset[str] | None], None]
 _STATES = frozenset(get_args(StationStateName))
 _KINDS = frozenset({PartIn, PartOut, StationState})
 _MAX_ID = 128
@@ -88,6 +103,11 @@ class EngineConfig:
     bottleneck_window_s: float = 3600.0
     dedup_horizon_s: float = 3600.0
     dedup_max_ids: int = 20_000
+    #: Event-time seconds between alert evaluations (the site file's ``alerts.evaluate_every``).
+    alert_every_s: float = 10.0
+    #: Judge ``line_silent`` on the wall clock (the live processors) instead of event time (backtests).
+    wall_clock_silence: bool = False
+    point_interval_s: float = 60.0
     #: Seconds an event time may be after its Kafka record's timestamp (``WIPWATCH_MAX_CLOCK_AHEAD_S``).
     max_ahead_s: float = math.inf
 
@@ -97,7 +117,13 @@ class EngineConfig:
         return max(self.dedup_horizon_s, self.lateness_s)
 
     def __post_init__(self) -> None:
-        for name in ("throughput_window_s", "growth_window_s", "bottleneck_window_s"):
+        for name in (
+            "throughput_window_s",
+            "growth_window_s",
+            "bottleneck_window_s",
+            "alert_every_s",
+            "point_interval_s",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         for name in ("lateness_s", "dedup_horizon_s"):
@@ -132,6 +158,10 @@ class LineState(msgspec.Struct, kw_only=True):
     started: float | None = None
     watermark: float | None = None
     released: float | None = None
+    #: End of the open period (the event time its points are stamped with); None while none is open.
+    period_end: float | None = None
+    #: Locations whose queue shrank at the instant ``released`` (snapshot when that instant is over).
+    shrunk: list[str] = msgspec.field(default_factory=list)
     seq: int = 0
     pending: list[tuple[float, int, Event]] = msgspec.field(default_factory=list)
     recent_ids: list[str] = msgspec.field(default_factory=list)
@@ -142,6 +172,7 @@ class LineState(msgspec.Struct, kw_only=True):
     bottleneck: ActivePeriods = msgspec.field(default_factory=ActivePeriods)
     locations: dict[str, LocationState] = msgspec.field(default_factory=dict)
     quality: dict[str, int] = msgspec.field(default_factory=dict)
+    alerts: AlertBook = msgspec.field(default_factory=AlertBook)
 
 
 @dataclass(frozen=True)
@@ -155,28 +186,49 @@ class Issue:
 
 @dataclass
 class Changes:
-    """What a call changed, for the InfluxDB points: locations touched and data-quality findings."""
+    """What calls changed: locations touched, data-quality findings, alert transitions, and the points
+    of closed periods and shrink instants (rendered by ``on_snapshot``), until ``clear``."""
 
     locations: set[str] = field(default_factory=set)
     issues: list[Issue] = field(default_factory=list)
+    alerts: list[Transition] = field(default_factory=list)
+    points: list[str] = field(default_factory=list)
 
     def clear(self) -> None:
         self.locations.clear()
         self.issues.clear()
+        self.alerts.clear()
+        self.points.clear()
 
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(LineState)
 
 
+def period_end(t: float, interval_s: float) -> float:
+    """End of the point period holding event time ``t``: the next multiple of ``interval_s`` at or after."""
+    return math.ceil(t / interval_s) * interval_s
+
+
 class LineEngine:
-    """Applies one line's events to its ``LineState`` in event-time order (pure: no Kafka, no I/O)."""
+    """Applies one line's events to its ``LineState`` in event-time order (pure: no Kafka, no I/O).
+
+    ``on_snapshot(engine, at, locations)`` is called at every period end and every shrink instant (module
+    docstring), with the state as of ``at``; the processors render the line's points there.
+    """
 
     def __init__(
-        self, line: Line, site_id: str, config: EngineConfig, state: LineState | None = None
+        self,
+        line: Line,
+        site_id: str,
+        config: EngineConfig,
+        state: LineState | None = None,
+        rules: Sequence[RuleInstance] = (),
+        on_snapshot: Snapshot | None = None,
     ) -> None:
         self.line = line
         self.config = config
+        self.on_snapshot = on_snapshot
         self.state = state or LineState(
             site=site_id,
             line=line.id,
@@ -196,11 +248,27 @@ class LineEngine:
         self._exits = frozenset(loc.id for loc in line.locations if not line.successors(loc.id))
         self._ids = set(self.state.recent_ids)
         self.changes = Changes()
+        self.alerts = AlertEvaluator(
+            [r for r in rules if r.line == line.id],
+            config.alert_every_s,
+            line.demand_per_hour,
+            config.wall_clock_silence,
+        )
+        self.alerts.attach(self.state)
+        self._alert_due = self.alerts.due(self.state.alerts)
 
     @classmethod
-    def load(cls, line: Line, site_id: str, config: EngineConfig, blob: bytes) -> LineEngine:
+    def load(
+        cls,
+        line: Line,
+        site_id: str,
+        config: EngineConfig,
+        blob: bytes,
+        rules: Sequence[RuleInstance] = (),
+        on_snapshot: Snapshot | None = None,
+    ) -> LineEngine:
         """Rebuild an engine from ``dump``'s bytes (after a restart, from the changelog)."""
-        return cls(line, site_id, config, _decoder.decode(blob))
+        return cls(line, site_id, config, _decoder.decode(blob), rules, on_snapshot)
 
     def dump(self) -> bytes:
         return _encoder.encode(self.state)
@@ -270,6 +338,19 @@ class LineEngine:
                 continue
             applied += 1
         return applied
+
+    def finish_alerts(self) -> None:
+        """Evaluate the alert ticks up to the last event applied (a backtest's end; live: the next event)."""
+        self.alerts.finish(self.state, self.changes.alerts)
+        self._alert_due = self.alerts.due(self.state.alerts)
+
+    def heard(self, wall_now: float) -> None:
+        """The processors received a record of this line at wall-clock ``wall_now`` (for ``line_silent``)."""
+        self.state.alerts.heard_wall = wall_now
+
+    def check_silence(self, wall_now: float, not_before: float | None = None) -> None:
+        """Judge ``line_silent`` rules on the wall clock (the processors' timer; see ``EngineConfig``)."""
+        self.alerts.check_silence(self.state, wall_now, self.changes.alerts, not_before)
 
     def _apply_guarded(self, event: Event, t: float) -> bool:
         """Apply ``event`` at ``t``; if that raises, count ``internal`` instead: never retried, so no
@@ -355,15 +436,36 @@ class LineEngine:
         where = location if isinstance(location, str) and known else UNKNOWN_LOCATION
         self.state.quality[reason] = self.state.quality.get(reason, 0) + 1
         self.changes.issues.append(Issue(where, reason, t))
+        if self.alerts.dq_window:
+            self.state.alerts.issue_times.append(t)
 
     def _apply(self, event: Event, t: float) -> None:
         st = self.state
+        if st.shrunk and st.released is not None and t > st.released:
+            instant = st.released
+            # judged again now that the instant is over: a part in at the same instant undoes a shrink
+            shrunk = frozenset(x for x in st.shrunk if st.locations[x].growth.last_shrink == instant)
+            st.shrunk = []
+            if shrunk and self.on_snapshot is not None:
+                self.on_snapshot(self, instant, shrunk)
+        if st.period_end is not None and t > st.period_end:
+            end, st.period_end = st.period_end, None
+            if self.on_snapshot is not None:
+                self.on_snapshot(self, end, None)
+        if st.period_end is None:
+            st.period_end = period_end(t, self.config.point_interval_s)
         if st.started is None:
             st.started = t
             st.shipped.start(t)
             for each in st.locations.values():
                 each.departures.start(t)
+            self.alerts.start(st.alerts, t)
+            self._alert_due = self.alerts.due(st.alerts)
+        elif t > self._alert_due:
+            self.alerts.until(st, t, self.changes.alerts)
+            self._alert_due = self.alerts.due(st.alerts)
         st.released = t
+        st.alerts.events += 1
         loc = st.locations[event.location]
         if isinstance(event, PartIn):
             # a part already here starts its stay again (Residents): WIP moves by the difference only
@@ -405,6 +507,8 @@ class LineEngine:
         loc.wip += delta
         loc.changed_at = t
         loc.growth.record(t, loc.wip)
+        if loc.growth.last_shrink == t and location not in self.state.shrunk:
+            self.state.shrunk.append(location)
         loc.cost.record(t, loc.wip)
         if loc.clock is not None:
             loc.clock.set_wip(t, loc.wip)

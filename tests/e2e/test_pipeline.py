@@ -1,4 +1,5 @@
-"""The walking skeleton end to end: simulator → MQTT → ingest → Kafka → Faust → InfluxDB, real servers."""
+"""The walking skeleton end to end: simulator → MQTT → ingest → Kafka → Faust → InfluxDB, real servers;
+every metric family compared with the simulator's ground truth (tests/truth_figures.py)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from tests.conftest import EXAMPLE_SITE, stack_env, stack_settings
+from tests.pipeline_rig import last_point_times, settled_state
 from tests.polling import eventually
+from tests.truth_figures import influx_figures, influx_is_truth, mismatches, truth_figures
 from wipwatch.cli import wip_snapshot
 from wipwatch.events import Event
+from wipwatch.influx import InfluxTarget
 from wipwatch.ingest import read_status, wait_subscribed
 from wipwatch.mqtt import MqttPublisher
 from wipwatch.services import ChildProcess, NativeStack, python_module_argv, spawn
@@ -64,8 +68,10 @@ def test_wip_in_influx_equals_simulator_truth(
     site = load_site(EXAMPLE_SITE)
     publisher = MqttPublisher(settings.mqtt_host, settings.mqtt_port, "e2e-sim")
     published = {"n": 0}
+    events: list[Event] = []
 
     def emit(event: Event) -> None:
+        events.append(event)
         publisher(event)
         published["n"] += 1
         if published["n"] == 400:  # a malformed message in the middle of the run
@@ -108,3 +114,10 @@ def test_wip_in_influx_equals_simulator_truth(
     assert letters[0]["topic"] == BAD_TOPIC
     assert letters[0]["payload"] == BAD_PAYLOAD.decode()
     assert letters[0]["reason"].startswith("not JSON")
+
+    # every metric family, not only WIP, equals the ground truth (tests/truth_figures.py)
+    at = last_point_times(events)
+    done = influx_is_truth(site, truth, start, at)
+    state = settled_state(InfluxTarget.from_settings(settings), workers, done, 60)
+    problems = mismatches(influx_figures(site, state), truth_figures(truth, site, start, at))
+    assert problems == [], "\n".join(problems[:30])

@@ -1,76 +1,59 @@
-"""Record a simulated shift from a live stack, replay it at max speed into a fresh stack: same metrics.
+"""Record a simulated shift from a live stack, replay it at max speed into a fresh stack: same metrics;
+replay each recording format with the CLI, and `up --replay`: every metric family equals ground truth.
 
-The comparison is generic (every measurement, the last value of every field per series), so it covers
-whatever the processors compute, not only WIP.
+The comparisons are generic (every measurement, the last value of every field per series) and against the
+simulator's ground truth family by family (tests/truth_figures.py): WIP, departures, dwell and lead time
+with percentiles, station time, holding cost and money tied up, bottleneck shares.
 """
 
 from __future__ import annotations
 
+import subprocess
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import EXAMPLE_SITE, stack_env, stack_settings
+from tests.conftest import EXAMPLE_SITE, stack_settings
+from tests.pipeline_rig import last_point_times, pipeline, settled_state
 from tests.polling import eventually
+from tests.truth_figures import influx_figures, influx_is_truth, mismatches, truth_figures
 from wipwatch.cli import wip_snapshot
 from wipwatch.errors import ServiceError
-from wipwatch.events import encode_event, topic_for
-from wipwatch.influx import InfluxTarget, last_values, query
-from wipwatch.ingest import wait_subscribed
+from wipwatch.events import Event
+from wipwatch.influx import InfluxTarget, query
 from wipwatch.mqtt import MqttPublisher
-from wipwatch.recorder.formats import Message, RecordingWriter, read_recording
+from wipwatch.recorder.formats import WRITE_FORMATS, RecordingWriter, read_recording
 from wipwatch.recorder.record import Recorder
 from wipwatch.recorder.replay import replay
-from wipwatch.services import ChildProcess, NativeStack, Ports, python_module_argv, spawn
-from wipwatch.settings import load_settings
+from wipwatch.services import NativeStack, Ports, free_port, python_module_argv, spawn
+from wipwatch.settings import REPO_ROOT, load_settings
 from wipwatch.simulators.line import simulate_site
-from wipwatch.site import load_site
+from wipwatch.simulators.truth import GroundTruth
+from wipwatch.site import Site, load_site
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 State = dict[str, Any]
+MASS_PRODUCTION = REPO_ROOT / "examples" / "mass-production.yaml"
+#: A start on a whole second: the probe's case, where the old dry run lost every t=0 event.
+WHOLE_SECOND_START = "2026-11-25T06:00:00+00:00"
 
 
-@contextmanager
-def pipeline(stack: NativeStack, run_dir: Path) -> Iterator[list[ChildProcess]]:
-    """ingest + processors as child processes against ``stack``; ingest subscribed before yielding."""
-    env = stack_env(stack, run_dir)
-    children = [spawn("ingest", python_module_argv("ingest"), run_dir / "logs", env)]
-    try:
-        wait_subscribed(children[0], run_dir, "wipwatch-ingest-1")
-        children.append(spawn("processors", python_module_argv("process"), run_dir / "logs", env))
-        yield children
-    finally:
-        for child in children:
-            child.stop()
+def assert_every_family_is_truth(
+    site: Site, state: State, truth: GroundTruth, start: datetime, events: list[Event]
+) -> None:
+    """The last values in InfluxDB equal the ground truth, family by family (tests/truth_figures.py)."""
+    at = last_point_times(events)
+    problems = mismatches(influx_figures(site, state), truth_figures(truth, site, start, at))
+    assert problems == [], "\n".join(problems[:30])
 
 
-def settled_state(
-    target: InfluxTarget, children: list[ChildProcess], done: Callable[[State], bool], timeout: float
-) -> State:
-    """Poll the database until ``done`` holds and two polls a second apart agree: the final state."""
-    previous: dict[str, State] = {"state": {}}
-
-    def probe() -> State:
-        for child in children:
-            assert child.alive(), f"{child.name} died: {child.log_tail(30)}"
-        return last_values(target)
-
-    def accept(state: State) -> bool:
-        stable = state == previous["state"]
-        previous["state"] = state
-        return stable and done(state)
-
-    logs = "\n".join(f"--- {c.name}\n{c.log_tail(20)}" for c in children)
-    try:
-        return eventually(probe, accept, timeout=timeout, what="settled metrics")
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}\n{logs}") from None
+def truth_reached(site: Site, truth: GroundTruth, start: datetime, events: list[Event]) -> Any:
+    """A ``settled_state`` condition: every metric family in InfluxDB equals the truth."""
+    return influx_is_truth(site, truth, start, last_point_times(events))
 
 
 def test_replay_at_max_into_a_fresh_stack_reproduces_every_metric(stack: NativeStack, tmp_path: Path) -> None:
@@ -89,7 +72,13 @@ def test_replay_at_max_into_a_fresh_stack_reproduces_every_metric(stack: NativeS
         try:
             publisher = MqttPublisher(settings_a.mqtt_host, settings_a.mqtt_port, "e2e-sim")
             start = datetime(2026, 11, 25, 6, 0, tzinfo=UTC)
-            truth = simulate_site(site, publisher, seed=11, duration=3 * 3600, speed=None, start=start)
+            events: list[Event] = []
+
+            def emit(event: Event) -> None:
+                events.append(event)
+                publisher(event)
+
+            truth = simulate_site(site, emit, seed=11, duration=3 * 3600, speed=None, start=start)
             publisher.close()
             eventually(
                 lambda: recorder.received, lambda n: n == truth.events, timeout=60, what="recorded count"
@@ -105,12 +94,10 @@ def test_replay_at_max_into_a_fresh_stack_reproduces_every_metric(stack: NativeS
         }
         assert any(expected_wip.values()), "a run that ends with an empty line proves little"
 
-        def wip_matches_truth(_state: State) -> bool:
-            snapshot = wip_snapshot(settings_a)
-            return {f"{x['line']}/{x['location']}": x["wip"] for x in snapshot["locations"]} == expected_wip
-
-        original = settled_state(InfluxTarget.from_settings(settings_a), workers_a, wip_matches_truth, 180)
+        done = truth_reached(site, truth, start, events)
+        original = settled_state(InfluxTarget.from_settings(settings_a), workers_a, done, 180)
     assert original.get("wip"), f"no wip series in the original run: {sorted(original)}"
+    assert_every_family_is_truth(site, original, truth, start, events)
 
     # ---- replay: the file → a fresh stack B, as fast as it takes it
     reader = read_recording(recording)
@@ -133,25 +120,69 @@ def test_replay_at_max_into_a_fresh_stack_reproduces_every_metric(stack: NativeS
     assert replayed == original
 
 
+def simulate_dry_run(tmp_path: Path, site_file: Path, fmt: str, seed: int, duration: str) -> tuple[Path, Any]:
+    """``wipwatch simulate --dry-run FILE --format FMT`` as a user runs it, and its ground truth made again
+    in process (same site, seed and start give the same events), with the events for the point times."""
+    recording = tmp_path / f"shift.{fmt}"
+    argv = python_module_argv(
+        "simulate", "--site", str(site_file), "--seed", str(seed), "--duration", duration
+    )
+    argv += ["--start", WHOLE_SECOND_START, "--dry-run", str(recording), "--format", fmt]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    events: list[Event] = []
+    start = datetime.fromisoformat(WHOLE_SECOND_START)
+    seconds = float(duration.removesuffix("h")) * 3600
+    truth = simulate_site(load_site(site_file), events.append, seed=seed, duration=seconds, start=start)
+    assert f"simulated events={truth.events} " in done.stdout
+    return recording, (truth, events, start)
+
+
+@pytest.mark.parametrize("fmt", WRITE_FORMATS)
+def test_replay_cli_of_each_format_gives_the_ground_truth(
+    stack: NativeStack, tmp_path: Path, fmt: str
+) -> None:
+    """`simulate --dry-run --format FMT` then `replay --speed max`: every event counted, every family true.
+
+    The probe's case: mass production, a start on a whole second (1,491 of 12,872 events were dropped).
+    """
+    site = load_site(MASS_PRODUCTION)
+    recording, (truth, events, start) = simulate_dry_run(
+        tmp_path, MASS_PRODUCTION, fmt, seed=2, duration="2h"
+    )
+    run_dir = tmp_path / "run"
+    settings = stack_settings(stack, run_dir, site_file=MASS_PRODUCTION)
+    with pipeline(stack, run_dir, MASS_PRODUCTION) as workers:
+        argv = python_module_argv(
+            "replay", str(recording), "--speed", "max", "--mqtt-port", str(stack.mqtt_port)
+        )
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert f"replayed {truth.events} messages ({fmt})" in done.stderr
+        assert "0 skipped" in done.stderr
+        done = truth_reached(site, truth, start, events)
+        state = settled_state(InfluxTarget.from_settings(settings), workers, done, 240)
+        assert state.get("data_quality", {}) == {}, "no departure without arrival, nothing late"
+    assert_every_family_is_truth(site, state, truth, start, events)
+
+
 def test_up_replay_fills_its_own_database_in_a_fresh_stack(tmp_path: Path) -> None:
-    """``wipwatch up --replay FILE --database NAME``: no simulator, the replay's metrics land in NAME only."""
-    site = load_site(EXAMPLE_SITE)
-    recording = tmp_path / "shift-2026-11-25.gz"
-    writer = RecordingWriter(recording)
-    start = datetime(2026, 11, 25, 6, 0, tzinfo=UTC)
-
-    def sink(event: Any) -> None:
-        writer.write(Message(topic_for(event), encode_event(event), 1, False, event.timestamp))
-
-    truth = simulate_site(site, sink, seed=5, duration=2 * 3600, start=start)
-    writer.close()
+    """``wipwatch up --replay FILE --database NAME``: no simulator, the site taken from the recording (no
+    --site, no WIPWATCH_SITE_FILE: the default site would dead-letter every event), the replay's metrics in
+    NAME only, every family equal to ground truth, and "replay finished" only once ingest counted them."""
+    site = load_site(MASS_PRODUCTION)
+    recording, (truth, events, start) = simulate_dry_run(
+        tmp_path, MASS_PRODUCTION, "native", seed=5, duration="2h"
+    )
+    assert truth.events == sum(1 for _ in read_recording(recording))
     expected = {
         f"{line.id}/{loc.id}": truth.wip.get(f"{line.id}/{loc.id}", 0) for line, loc in site.iter_locations()
     }
 
     ports = Ports.free()
     env = {
-        "WIPWATCH_SITE_FILE": str(EXAMPLE_SITE),
+        "COLUMNS": "500",  # rich wraps at 80 columns without a terminal
+        "WIPWATCH_BOARD_PORT": str(free_port()),  # the default port may be taken on a shared machine
         "WIPWATCH_MQTT_PORT": str(ports.mqtt),
         "WIPWATCH_KAFKA_BOOTSTRAP": f"127.0.0.1:{ports.kafka}",
         "WIPWATCH_INFLUX_URL": f"http://127.0.0.1:{ports.influx}",
@@ -161,7 +192,7 @@ def test_up_replay_fills_its_own_database_in_a_fresh_stack(tmp_path: Path) -> No
     up = spawn("up", [*argv, "--database", "shift-1125", "--speed", "max"], tmp_path / "logs", env)
     try:
         settings = load_settings(
-            site_file=EXAMPLE_SITE,
+            site_file=MASS_PRODUCTION,
             run_dir=run_dir,
             influx_url=env["WIPWATCH_INFLUX_URL"],
             influx_db="shift-1125",
@@ -176,8 +207,16 @@ def test_up_replay_fills_its_own_database_in_a_fresh_stack(tmp_path: Path) -> No
             return {f"{x['line']}/{x['location']}": x["wip"] for x in snapshot["locations"]}
 
         eventually(wip, lambda got: got == expected, timeout=180, what=f"replayed WIP {expected}")
-        eventually(up.log_tail, lambda text: "replay finished" in text, timeout=30, what="replay finished")
+        eventually(
+            up.log_tail,
+            lambda text: f"replay finished: ingest accepted all {truth.events} events" in text,
+            timeout=60,
+            what="replay finished",
+        )
+        assert "site from the recording's header" in up.log_tail(200)
         target = InfluxTarget.from_settings(settings)
+        state = settled_state(target, [up], truth_reached(site, truth, start, events), 120)
+        assert_every_family_is_truth(site, state, truth, start, events)
         databases = {v[0] for s in query(target, "SHOW DATABASES") for v in s.get("values", [])}
         assert "shift-1125" in databases
         assert "wipwatch" not in databases, "the live database must stay untouched"

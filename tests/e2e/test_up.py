@@ -1,4 +1,10 @@
-"""`wipwatch up`: WIP changes within 60 s, only loopback listeners, Ctrl-C leaves no process behind."""
+"""`wipwatch up`: live dashboards show now, WIP changes, only loopback listeners, MQTT with accounts
+(``WIPWATCH_MQTT_AUTH``), Ctrl-C leaves nothing.
+
+Live time (docs/simulators.md): the simulator warms up over the last two hours at once, then runs in real
+time, so the newest point in InfluxDB is never ahead of the wall clock and a Grafana panel over now-6h
+has data from the last minute.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +13,56 @@ import os
 import signal
 import socket
 import subprocess
+import time
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.polling import eventually
 from tests.sockets import listening, process_tree
 from wipwatch.cli import wip_snapshot
+from wipwatch.dashboards.export import build_all
+from wipwatch.dashboards.influxql import expand
+from wipwatch.errors import ServiceError
+from wipwatch.influx import InfluxTarget, query, rows
+from wipwatch.mqtt import MqttPublisher
 from wipwatch.services import free_port, python_module_argv
-from wipwatch.settings import load_settings
+from wipwatch.settings import DEFAULT_SITE_FILE, Settings, load_settings
+from wipwatch.site import load_site
+
+#: How long the test watches the live stack after the first data (the brief: 60-90 s of real time).
+WATCH_S = 60.0
+#: Event time may trail the wall clock (processing), never lead it by more than this.
+AHEAD_TOLERANCE_S = 2.0
+
+
+def newest_point(settings: Settings) -> float:
+    """Unix seconds of the newest point of any measurement the processors write."""
+    target = InfluxTarget.from_settings(settings)
+    newest = 0.0
+    # one selector on one field, so InfluxQL returns the selected point's own time
+    for measurement, field in (("wip", "parts"), ("queue", "growth_per_hour"), ("cost", "tied_up")):
+        for row in rows(query(target, f'SELECT last("{field}") FROM "{measurement}"')):
+            newest = max(newest, row["time"] / 1e6)
+    return newest
+
+
+def site_overview_money_rows(settings: Settings) -> list[dict[str, Any]]:
+    """The site overview's money-over-time panel, run as Grafana runs it over now-6h..now."""
+    site = load_site(DEFAULT_SITE_FILE)
+    model = build_all(site)["wipwatch-site-overview"]
+    (panel,) = [p for p in model["panels"] if p.get("type") == "timeseries"]
+    sql = expand(
+        panel["targets"][0]["query"],
+        {"site": site.site, "line": site.lines[0].id},
+        "now() - 6h",
+        "now()",
+        "1m",
+    )
+    return rows(query(InfluxTarget.from_settings(settings), sql))
+
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -28,11 +75,11 @@ def test_up_shows_changing_wip_and_ctrl_c_stops_everything(tmp_path: Path) -> No
         "WIPWATCH_MQTT_PORT": str(ports["mqtt"]),
         "WIPWATCH_KAFKA_BOOTSTRAP": f"127.0.0.1:{ports['kafka']}",
         "WIPWATCH_INFLUX_URL": f"http://127.0.0.1:{ports['influx']}",
+        # the plant-network set-up: mosquitto with password file and ACL, each child its own account
+        "WIPWATCH_MQTT_AUTH": "true",
     }
     with open(tmp_path / "up.log", "wb") as out:
-        up = subprocess.Popen(
-            python_module_argv("up", "--speed", "120"), env=env, stdout=out, stderr=subprocess.STDOUT
-        )
+        up = subprocess.Popen(python_module_argv("up"), env=env, stdout=out, stderr=subprocess.STDOUT)
         settings = load_settings(influx_url=env["WIPWATCH_INFLUX_URL"])
         tree: set[int] = set()
         try:
@@ -45,6 +92,29 @@ def test_up_shows_changing_wip_and_ctrl_c_stops_everything(tmp_path: Path) -> No
                     return 0
 
             eventually(total_wip, lambda n: n > 0, timeout=60, what="WIP above zero")
+
+            # the warm-up filled the past two hours: the now-6h panel shows them and the last minute
+            def panel_times() -> list[float]:
+                money = site_overview_money_rows(settings)
+                return sorted(r["time"] / 1e6 for r in money if r.get("tied_up") is not None)
+
+            times = eventually(
+                panel_times,
+                lambda ts: bool(ts) and ts[-1] - ts[0] > 1.5 * 3600 and time.time() - ts[-1] < 120,
+                timeout=60,
+                what="the now-6h panel spanning the warmed-up hours up to the last two minutes",
+            )
+            assert times[-1] <= time.time() + AHEAD_TOLERANCE_S, datetime.fromtimestamp(times[-1])
+            watched_until = time.monotonic() + WATCH_S
+            newest_seen = 0.0
+            while time.monotonic() < watched_until:
+                assert up.poll() is None, (tmp_path / "up.log").read_text()
+                wall = time.time()
+                newest = newest_point(settings)
+                assert newest <= wall + AHEAD_TOLERANCE_S, f"a point {newest - wall:.1f}s ahead of the clock"
+                newest_seen = max(newest_seen, newest)
+                time.sleep(1.0)
+            assert time.time() - newest_seen < 60, "no point from the last minute: the live part stalled"
             snapshot = [loc["wip"] for loc in wip_snapshot(settings)["locations"]]
             eventually(
                 lambda: [loc["wip"] for loc in wip_snapshot(settings)["locations"]],
@@ -59,6 +129,8 @@ def test_up_shows_changing_wip_and_ctrl_c_stops_everything(tmp_path: Path) -> No
             assert all(address == "127.0.0.1" for address, _ in sockets), sockets
             text = (tmp_path / "up.log").read_text()
             assert f"mqtt://127.0.0.1:{ports['mqtt']}" in text
+            with pytest.raises(ServiceError, match=r"[Nn]ot authori"):
+                MqttPublisher("127.0.0.1", ports["mqtt"], "anonymous-intruder")
         finally:
             up.send_signal(signal.SIGINT)
             up.wait(60)
@@ -95,7 +167,8 @@ def test_a_killed_child_is_restarted_and_wip_keeps_updating(tmp_path: Path, vict
     settings = load_settings(influx_url=env["WIPWATCH_INFLUX_URL"])
     log = tmp_path / "up.log"
     with open(log, "wb") as out:
-        up = subprocess.Popen(python_module_argv("up", "--speed", "120"), env=env, stdout=out, stderr=out)
+        # the live simulator (warm-up, then real time): WIP changes every few seconds on the example line
+        up = subprocess.Popen(python_module_argv("up"), env=env, stdout=out, stderr=out)
         try:
 
             def wip() -> list[int]:

@@ -70,6 +70,16 @@ def test_board_draws_value_stream_with_values_bottleneck_and_no_data_state(
         )
         bottlenecks = page.locator(".loc.bottleneck")
         assert bottlenecks.count() == 1 and bottlenecks.get_attribute("data-location") == "press"
+        # active alerts (contract: line silent since minute 16, b-press over its cap; b-cut's resolved)
+        alerts = page.locator('[data-testid="alert"]')
+        assert [alerts.nth(i).get_attribute("data-location") for i in range(alerts.count())] == [
+            "_line",
+            "b-press",
+        ]
+        assert "CRITICAL line-silent at _line" in alerts.nth(0).inner_text()
+        marked = page.locator(".loc.alert-warning")
+        assert marked.count() == 1 and marked.get_attribute("data-location") == "b-press"
+        assert page.locator('section.line[data-line="line1"]').get_attribute("data-alert") == "critical"
         b_press = page.locator('.loc[data-location="b-press"]')
         assert "▲ +1.0/h" in b_press.locator(".growth").inner_text()  # growth_per_hour = index 4 - 3
         assert b_press.locator(".fill").get_attribute("class") == "fill warn"  # 18 of cap 20: amber

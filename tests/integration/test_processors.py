@@ -21,6 +21,7 @@ from tests.processors_rig import START, Rig, assert_same_metrics, by_location, p
 from wipwatch.events import Event, PartIn, PartOut
 from wipwatch.influx import query, rows
 from wipwatch.processors.metrics.bottleneck import method_shares
+from wipwatch.processors.metrics.line_state import EngineConfig, period_end
 from wipwatch.services import ChildProcess, NativeStack
 from wipwatch.settings import REPO_ROOT
 from wipwatch.simulators.line import simulate_site
@@ -91,7 +92,9 @@ def test_wip_exact_at_every_checkpoint_and_flow_metrics_match_ground_truth(rig: 
     site = load_site(EXAMPLE_SITE)
     line = site.lines[0]
     truth_all = truth.as_dict()
-    tail = truth.duration - (events[-1].time - START).total_seconds()
+    # the newest points are stamped at the end of the period holding the last event (docs/metrics.md)
+    last_points = period_end(events[-1].timestamp, EngineConfig().point_interval_s)
+    tail = truth.duration - (last_points - START.timestamp())
     flow = by_location(metrics["flow_time"])
     throughput = by_location(metrics["throughput"])
     stations = by_location(metrics["station"])
@@ -107,8 +110,8 @@ def test_wip_exact_at_every_checkpoint_and_flow_metrics_match_ground_truth(rig: 
         if loc.kind is LocationKind.STATION:
             assert throughput[key]["total"] == expected["departures"], key
             totals = truth_all["stations"][key]
-            # the truth runs to the end of the shift, the processors' clock to the last event: the
-            # station's category at the end differs by that tail, every other category is exact
+            # the truth runs to the end of the shift, the newest points to the end of the last event's
+            # period: the station's category at the end differs by that tail, every other one is exact
             diffs = [
                 totals[c] - stations[key][f"{c}_s"] for c in ("working", "changeover", "down", "blocked")
             ]

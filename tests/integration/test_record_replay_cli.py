@@ -14,7 +14,7 @@ import pytest
 
 from tests.polling import eventually
 from wipwatch.mqtt import MqttPublisher
-from wipwatch.recorder.formats import RecordingWriter, read_recording
+from wipwatch.recorder.formats import Message, RecordingWriter, read_recording
 from wipwatch.recorder.record import Recorder
 from wipwatch.services import ChildProcess, NativeStack, python_module_argv, spawn
 
@@ -161,3 +161,32 @@ def test_duration_stops_the_recording_by_itself(stack: NativeStack, tmp_path: Pa
     reader = read_recording(out)
     assert len(list(reader)) == 50
     assert reader.skipped == []
+
+
+def test_replay_of_a_damaged_file_publishes_what_it_can_lists_the_rest_and_exits_1(
+    stack: NativeStack, tmp_path: Path
+) -> None:
+    path = tmp_path / "damaged.jsonl"
+    good = [(f"wipwatch/p/l/s{i}/in", f'{{"n":{i}}}'.encode()) for i in range(5)]
+    with RecordingWriter(path, "jsonl") as writer:
+        for i, (topic, payload) in enumerate(good):
+            writer.write(Message(topic, payload, 1, False, 1_764_050_400.0 + i))
+    lines = path.read_text().splitlines(keepends=True)
+    lines.insert(2, '{"tst": "2025-11-25T06:00:01Z", "topic": \n')  # line 3: not JSON
+    path.write_text("".join(lines))
+    argv = python_module_argv("replay", str(path), "--speed", "max", "--mqtt-port", str(stack.mqtt_port))
+    env = {**os.environ, "COLUMNS": "500"}
+    with _recording(stack, tmp_path / "strict.gz") as recorder:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env)
+        eventually(lambda: recorder.received, lambda n: n == len(good), timeout=30, what="replayed messages")
+    assert done.returncode == 1, done.stderr
+    assert "skipped " + str(path) + ": line 3: not a valid record" in done.stderr
+    assert "replayed 5 messages (jsonl)" in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith(f"wipwatch: error: {path}: 1 unreadable line")
+    assert "Traceback" not in done.stderr
+
+    tolerant = subprocess.run(
+        [*argv, "--tolerate-skipped"], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert tolerant.returncode == 0, tolerant.stderr
+    assert "line 3: not a valid record" in tolerant.stderr, "tolerated, still listed"

@@ -14,10 +14,13 @@ from typing import Any
 import pytest
 
 from tests.conftest import EXAMPLE_SITE
+from wipwatch.alert_rules import expand_rules
+from wipwatch.dashboards.alerting import GrafanaRule, grafana_rules
 from wipwatch.dashboards.board.snapshot import INFLUX_ERROR, SnapshotSource
 from wipwatch.dashboards.export import build_all
 from wipwatch.dashboards.influxql import expand
 from wipwatch.influx import InfluxTarget, InfluxWriter, line, query, rows
+from wipwatch.retention import MEASUREMENT_FIELDS, RAW_POLICY, ROLLUP_POLICY, ensure_lifecycle, rollup_select
 from wipwatch.services import NativeStack
 from wipwatch.site import LocationKind, Site, load_site
 
@@ -90,6 +93,32 @@ def contract_lines(site: Site, with_bottleneck: bool = True) -> list[str]:
     out.append(
         line("data_quality", {**base, "location": "b-cut", "reason": "negative_wip"}, {"count": 1}, T0)
     )
+    out += alert_lines(site)
+    return out
+
+
+#: Alert transitions (docs/alerts.md): b-press fired at minute 12 and still fires, b-cut fired at 11 and
+#: resolved at 15, the line went silent at 16 and still is.
+ALERTS = [
+    ("b-press", "wip-over-cap", "warning", 12, 1, 21.0, 20.0),
+    ("b-cut", "wip-over-cap", "warning", 11, 1, 22.0, 20.0),
+    ("b-cut", "wip-over-cap", "warning", 15, 0, 17.0, 20.0),
+    ("_line", "line-silent", "critical", 16, 1, 301.0, 300.0),
+]
+
+
+def alert_lines(site: Site) -> list[str]:
+    base = {"site": site.site, "line": site.lines[0].id}
+    out = []
+    for location, rule, severity, minute, firing, value, threshold in ALERTS:
+        tags = {**base, "location": location, "rule": rule, "severity": severity}
+        fields = {
+            "firing": firing,
+            "value": value,
+            "threshold": threshold,
+            "summary": f"{rule} at {location}",
+        }
+        out.append(line("alerts", tags, fields, T0 + minute * MINUTE))
     return out
 
 
@@ -109,7 +138,7 @@ def _aliases(query_text: str) -> list[str]:
 def test_every_panel_query_returns_rows_with_its_columns(stack: NativeStack) -> None:
     site = load_site(EXAMPLE_SITE)
     target = _write(stack, contract_lines(site))
-    variables = {"site": site.site, "line": "line1"}
+    variables = {"site": site.site, "line": "line1", "retention": RAW_POLICY}
     checked = 0
     for uid, model in build_all(site).items():
         for panel in model["panels"]:
@@ -132,7 +161,7 @@ def test_panel_values_match_the_written_points(stack: NativeStack) -> None:
     site = load_site(EXAMPLE_SITE)
     target = _write(stack, contract_lines(site))
     models = build_all(site)
-    variables = {"site": site.site, "line": "line1"}
+    variables = {"site": site.site, "line": "line1", "retention": RAW_POLICY}
 
     def run(model_uid: str, title: str, ref: int = 0) -> list[dict[str, Any]]:
         panel = next(p for p in models[model_uid]["panels"] if p["title"] == title)
@@ -154,6 +183,20 @@ def test_panel_values_match_the_written_points(stack: NativeStack) -> None:
         for r in run("wipwatch-shift-review", "Peak and mean WIP per location over the shift")
     }
     assert peaks["b-press"] == 18 and peaks["raw"] == 3
+    active = run("wipwatch-site-overview", "Active alerts")
+    assert sorted((r["location"], r["rule"], r["severity"], r["value"], r["time"]) for r in active) == [
+        ("_line", "line-silent", "critical", 301.0, T0 + 16 * MINUTE),
+        ("b-press", "wip-over-cap", "warning", 21.0, T0 + 12 * MINUTE),
+    ]
+    [annotation] = models["wipwatch-site-overview"]["annotations"]["list"]
+    sql = expand(annotation["query"], variables, "'2026-11-25T05:00:00Z'", "'2026-11-25T08:00:00Z'")
+    marks = rows(query(target, sql))
+    assert [(r["time"], r["text"], r["rule"]) for r in marks] == [
+        (T0 + 11 * MINUTE, "wip-over-cap at b-cut", "wip-over-cap"),
+        (T0 + 12 * MINUTE, "wip-over-cap at b-press", "wip-over-cap"),
+        (T0 + 16 * MINUTE, "line-silent at _line", "line-silent"),
+    ]
+    assert {annotation["textColumn"], *annotation["tagsColumn"].split(",")} <= set(marks[0])
     # Factory Physics benchmarks of lean-line from its site file: press 52 s is the bottleneck,
     # r_b = 3600/52 = 69.23/h; T0 = 45 + 52 + 50 + 40 + 30 = 217 s; W0 = 217/52 = 4.173
     bench = run("wipwatch-line-detail", "Throughput vs Factory Physics benchmarks at this WIP (parts/hour)")[
@@ -167,6 +210,47 @@ def test_panel_values_match_the_written_points(stack: NativeStack) -> None:
     assert lead["measured"] == 3000.0
     assert lead["practical_worst_case"] == pytest.approx(217 + 35 * 52, rel=1e-5)
     assert lead["best_case"] == pytest.approx(36 * 52, rel=1e-5)
+
+
+def test_grafana_alert_rule_queries_judge_the_written_points(stack: NativeStack) -> None:
+    """Every provisioned Grafana rule's query runs on InfluxDB; its last value against the threshold."""
+    site = load_site(EXAMPLE_SITE)
+    target = _write(stack, contract_lines(site))
+
+    def judge(rule: GrafanaRule, now_us: int) -> bool | None:
+        sql = rule.query.replace(
+            "$timeFilter", f"time >= {now_us - rule.range_s * 1_000_000}u AND time <= {now_us}u"
+        )
+        found = [r for r in rows(query(target, sql)) if r.get(next(k for k in r if k != "time")) is not None]
+        if not found:
+            return None if rule.no_data == "OK" else True
+        value = next(v for k, v in found[-1].items() if k != "time")
+        return rule.fires(float(value))
+
+    rules = grafana_rules(site)
+    assert len(rules) == len(expand_rules(site)) == 17
+    at_21 = T0 + 21 * MINUTE
+    fired = {
+        f"{r.instance.rule}/{r.instance.location}": judge(r, at_21)
+        for r in rules
+        if judge(r, at_21) is not None
+    }
+    # b-press 18 <= cap 20; production ratio 48/55 = 0.87 < 0.9; fg (index 10) grows 10 - 3 = 7 parts/h,
+    # 7/55 = 0.13 of demand > 0.1; press momentary both times (the expected bottleneck: no rule), the others
+    # never; stations never down (down_s 0); points 1 minute ago: not silent. data-quality: no data
+    assert fired == {
+        "wip-over-cap/b-cut": False,
+        "wip-over-cap/b-press": False,
+        "wip-over-cap/b-weld": False,
+        "wip-over-cap/b-paint": False,
+        "under-production/_line": True,
+        "over-production/_line": True,
+        **{f"station-down/{s}": False for s in ("cut", "press", "weld", "paint", "pack")},
+        **{f"new-bottleneck/{s}": False for s in ("cut", "weld", "paint", "pack")},
+        "line-silent/_line": False,
+    }
+    silent = next(r for r in rules if r.instance.rule == "line-silent")
+    assert judge(silent, T0 + 40 * MINUTE) is True  # nothing written for 20 minutes: no data = silent
 
 
 def test_benchmark_reads_the_live_figures(stack: NativeStack, tmp_path: Path) -> None:
@@ -210,6 +294,13 @@ def test_board_snapshot_shows_latest_values_and_dashes_for_missing(stack: Native
     assert b_press["bottleneck"] is None  # no bottleneck measurement written: shown as a dash
     assert locations[3]["state"] == "working" and locations[3]["starved_s"] == 100.0
     assert snap["totals"] == {"wip": 36, "tied_up": 2 * 4 + 9 * 6 + 18 * 9 + 5 * 12}
+    # active alerts, worst first; the location and the line they concern are marked
+    assert [(a["severity"], a["location"], a["since_us"]) for a in snap["alerts"]] == [
+        ("critical", "_line", T0 + 16 * MINUTE),
+        ("warning", "b-press", T0 + 12 * MINUTE),
+    ]
+    assert b_press["alert"] == "warning" and locations[2]["alert"] is None  # b-cut resolved
+    assert snap["lines"][0]["alert"] == "critical"
     line_view = snap["lines"][0]
     assert (line_view["littles_law_s"], line_view["measured_lead_s"]) == (2700.0, 3000.0)
     assert line_view["throughput_per_hour"] == 48.0
@@ -241,3 +332,26 @@ def test_board_snapshot_with_nothing_written_and_with_influx_down(stack: NativeS
     down = SnapshotSource(site, target).snapshot()
     assert down["influx_error"] == INFLUX_ERROR, "what failed in words; the URL stays in the log"
     assert down["totals"] == {"wip": None, "tied_up": None}
+
+
+def test_shift_review_reads_the_rollups_as_it_reads_raw_points(stack: NativeStack) -> None:
+    """The contract has one point per series and minute, so a 1-minute rollup equals the raw points:
+    every shift-review panel must answer the same from either retention policy (wipwatch/retention.py)."""
+    site = load_site(EXAMPLE_SITE)
+    target = _write(stack, contract_lines(site))
+    ensure_lifecycle(target, "INF", "INF")
+    window = "time >= '2026-11-25T05:00:00Z' AND time < '2026-11-25T08:00:00Z'"
+    for measurement in MEASUREMENT_FIELDS:  # what the continuous queries do each minute, as a backfill
+        query(target, rollup_select("wipwatch", measurement, window))
+    model = build_all(site)["wipwatch-shift-review"]
+    compared = 0
+    for panel in model["panels"]:
+        for t in panel["targets"]:
+            answers = []
+            for policy in (RAW_POLICY, ROLLUP_POLICY):
+                variables = {"site": site.site, "line": "line1", "retention": policy}
+                sql = expand(t["query"], variables, "'2026-11-25T05:00:00Z'", "'2026-11-25T08:00:00Z'", "1m")
+                answers.append(rows(query(target, sql)))
+            assert answers[0] and answers[0] == answers[1], panel["title"]
+            compared += 1
+    assert compared == 7

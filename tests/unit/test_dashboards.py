@@ -32,6 +32,8 @@ PROVISIONING = REPO_ROOT / "dashboards" / "provisioning"
 ALLOWED_EXTRA_KEYS: dict[str, set[str]] = {
     # grafana-foundation-sdk writes the interval-variable fields on every variable; Grafana accepts them.
     r"templating/list/\d+": {"auto", "auto_count", "auto_min"},
+    # InfluxDB annotations: the query and the columns of text and tags, read by Grafana's InfluxDB datasource.
+    r"annotations/list/\d+": {"query", "textColumn", "tagsColumn"},
 }
 
 
@@ -184,3 +186,26 @@ def test_bottleneck_fields_the_dashboards_read_are_the_ones_the_processors_write
                     select = query.split(" FROM ")[0]
                     read |= set(re.findall(r'(?<!AS )"(\w+)"', select))
     assert read and read <= written, read - written
+
+
+def test_provisioned_alert_rules_are_the_export_of_the_example_site(tmp_path: Path) -> None:
+    from wipwatch.alert_rules import expand_rules
+    from wipwatch.dashboards.alerting import PROVISIONED_ALERTING, export_alerting
+
+    site = load_site(EXAMPLE_SITE)
+    written = export_alerting(site, tmp_path / "alerts.yaml")
+    assert written.read_text() == PROVISIONED_ALERTING.read_text(), (
+        "stale: run `wipwatch dashboards export dashboards/provisioning/dashboards/json "
+        f"--alerting {PROVISIONED_ALERTING.relative_to(REPO_ROOT)}`"
+    )
+    document = yaml.safe_load(written.read_text())
+    assert document["apiVersion"] == 1
+    [group] = document["groups"]
+    instances = {f"wipwatch-{i.identity}": i for i in expand_rules(site)}
+    assert [rule["uid"] for rule in group["rules"]] == list(instances)
+    for rule in group["rules"]:
+        inst = instances[rule["uid"]]
+        assert rule["labels"]["identity"] == inst.identity and rule["condition"] == "C"
+        [query, reduce, threshold] = rule["data"]
+        assert query["datasourceUid"] == influxql.DATASOURCE_UID and "$timeFilter" in query["model"]["query"]
+        assert reduce["model"]["expression"] == "A" and threshold["model"]["expression"] == "B"

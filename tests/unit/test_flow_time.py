@@ -226,3 +226,15 @@ def test_hundred_thousand_residents_round_trip() -> None:
     assert restored.oldest_age_s(t0 + 60_000) == here.oldest_age_s(t0 + 60_000) == 59_999.5  # P000001
     assert restored.count() == 99_998
     assert restored == here
+
+
+def test_quantiles_in_one_pass_equal_quantile_one_by_one() -> None:
+    rng = random.Random(5)
+    for n in (0, 1, 3, 50, 2000):
+        sketch = FlowTimeSketch()
+        for _ in range(n):
+            sketch.add(rng.choice([0.0, rng.expovariate(1 / 300)]), rng.randint(1, 3))
+        qs = (99, 0, 50, 90, 100, 37.5)
+        assert sketch.quantiles(qs) == [sketch.quantile(q) for q in qs]
+    with pytest.raises(ValueError, match="q must be"):
+        FlowTimeSketch().quantiles((50, 101))

@@ -91,9 +91,37 @@ def test_reads_mosquitto_sub_j_and_capital_j(tmp_path: Path) -> None:
 def test_mosquitto_time_parsing() -> None:
     assert parse_mosquitto_time("2025-11-25T06:00:00.250000Z+0000") == T0
     assert parse_mosquitto_time("2025-11-25T06:00:00.250000+0000") == T0
+    assert parse_mosquitto_time("2025-11-25T07:00:00.25+01:00") == T0
+    # whole seconds: what Python's isoformat() writes when the microseconds are 0 (the old dry run did)
+    assert parse_mosquitto_time("2025-11-25T06:00:00+00:00") == T0 - 0.25
+    assert parse_mosquitto_time("2025-11-25T06:00:00Z+0000") == T0 - 0.25
+    assert parse_mosquitto_time("2025-11-25T06:00:00Z") == T0 - 0.25
 
 
-def test_reads_simulator_dry_run_without_times(tmp_path: Path) -> None:
+@pytest.mark.parametrize("tst", ["2025-11-25T06:00:00", "noon", 17, None])
+def test_mosquitto_time_without_offset_or_not_a_time_is_refused(tst: object) -> None:
+    with pytest.raises(ValueError, match="tst"):
+        parse_mosquitto_time(tst)
+
+
+@pytest.mark.parametrize("fmt", ["native", "csv", "jsonl"])
+def test_whole_second_times_are_read_back(tmp_path: Path, fmt: str) -> None:
+    messages = [Message("a/b", b"x", 1, False, T0 - 0.25 + i) for i in range(3)]
+    reader = read_recording(_write(tmp_path / "rec", fmt, messages))
+    assert list(reader) == messages
+    assert reader.skipped == []
+
+
+def test_binary_payloads_survive_jsonl_and_are_counted_as_lossy_in_csv(tmp_path: Path) -> None:
+    binary = [Message("a/b", b"\xff\xfe\x00", 1, False, T0)]
+    assert list(read_recording(_write(tmp_path / "rec.jsonl", "jsonl", binary))) == binary
+    with RecordingWriter(tmp_path / "rec.csv", "csv") as writer:
+        writer.write(binary[0])
+        writer.write(MESSAGES[0])
+    assert writer.lossy == 1
+
+
+def test_reads_the_old_dry_run_format_without_times(tmp_path: Path) -> None:
     path = tmp_path / "dry.jsonl"
     path.write_text('{"topic": "wipwatch/p/l1/cut/in", "qos": 1, "payload": "{\\"v\\":1}"}\n')
     reader = read_recording(path)

@@ -1,8 +1,10 @@
-"""`wipwatch simulate --dry-run`: events as mosquitto_sub JSON lines, ground truth, summary, clear errors."""
+"""`wipwatch simulate --dry-run`: events as a recording (jsonl by default), ground truth, summary, errors."""
 
 from __future__ import annotations
 
 import json
+import re
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ from typer.testing import CliRunner
 from wipwatch.cli import app
 from wipwatch.errors import SiteFileError
 from wipwatch.events import PartIn, PartOut, validate_message
+from wipwatch.recorder.formats import read_recording
 from wipwatch.simulators.line import simulate_site
 from wipwatch.site import load_site
 
@@ -40,8 +43,23 @@ def test_dry_run_writes_valid_events_and_matching_ground_truth(tmp_path: Path) -
             assert wip[key] >= 0, f"departure before arrival at {key}"
     truth = json.loads((tmp_path / "events.truth.json").read_text())
     assert truth["events"] == len(lines)
+    # the start is a whole second: every t=0 event has a time without fractional seconds, and the
+    # replay reader (the same format definition) must read each one back, stamped with its event time
+    reader = read_recording(events_file)
+    messages = list(reader)
+    assert reader.skipped == []
+    assert reader.format == "jsonl"
+    assert len(messages) == len(lines)
+    first = validate_message(messages[0].topic, messages[0].payload, site)
+    assert first.time == datetime.fromisoformat(START)
+    assert all(m.time == validate_message(m.topic, m.payload, site).timestamp for m in messages)
     assert {k: v for k, v in wip.items() if v} == {k: v for k, v in truth["wip"].items() if v}
     assert truth["duration_s"] == 3600
+
+
+def _unboxed(output: str) -> str:
+    """Typer's error text without rich's box and line wrapping."""
+    return " ".join(re.sub(r"[│╭╮╰╯─]", " ", output).split())
 
 
 def test_unknown_scenario_and_missing_duration_are_clear_errors(tmp_path: Path) -> None:
@@ -56,6 +74,13 @@ def test_unknown_scenario_and_missing_duration_are_clear_errors(tmp_path: Path) 
     result = CliRunner().invoke(app, ["simulate", "--site", site_file, "--dry-run", str(out)])
     assert result.exit_code == 2
     assert "--dry-run needs --duration" in result.output
+    result = CliRunner().invoke(app, ["simulate", "--site", site_file, "--format", "csv", "--duration", "1h"])
+    assert result.exit_code == 2
+    assert "give --dry-run FILE too" in _unboxed(result.output)
+    args = ["simulate", "--site", site_file, "--duration", "1h", "--dry-run", str(out), "--format", "xml"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    assert "--format must be one of native, csv, jsonl" in _unboxed(result.output)
 
 
 def test_scenario_option_switches_every_line_to_push(tmp_path: Path) -> None:

@@ -45,7 +45,7 @@ function locationCard(line, loc) {
   card.dataset.testid = "location";
   card.dataset.line = line.id;
   card.dataset.location = loc.id;
-  card.append(el("div", "badge", "BOTTLENECK"));
+  card.append(el("div", "badge", "BOTTLENECK"), el("div", "alert-mark", "⚠"));
   const name = el("div", "name", loc.name);
   name.title = `${line.id}/${loc.id}`;
   card.append(name, el("div", "kind", loc.kind));
@@ -153,6 +153,8 @@ function updateLocation(card, loc, lineMax) {
     state.className = `state ${loc.state || ""}`;
   }
   card.classList.toggle("bottleneck", loc.bottleneck === true);
+  for (const severity of ["critical", "warning", "info"]) card.classList.toggle(`alert-${severity}`, loc.alert === severity);
+  card.dataset.alert = loc.alert || "";
   sparkline(card.querySelector("svg.trend"), loc.trend || []);
 }
 
@@ -176,10 +178,31 @@ function updateLine(section, line) {
     section.querySelector(`.bar.${key}`).style.width = value === null ? "0" : `${(value / max) * 100}%`;
     section.querySelector(`.lead-${key}`).textContent = duration(value);
   }
+  section.dataset.alert = line.alert || "";
   const lineMax = Math.max(...line.locations.map((l) => l.wip || 0));
   for (const loc of line.locations) {
     const card = section.querySelector(`.loc[data-location="${CSS.escape(loc.id)}"]`);
     if (card) updateLocation(card, loc, lineMax);
+  }
+}
+
+function renderAlerts(alerts) {
+  const list = document.getElementById("alerts");
+  list.replaceChildren();
+  list.classList.toggle("none", alerts.length === 0);
+  if (alerts.length === 0) {
+    list.append(el("span", "quiet", "no active alerts"));
+    return;
+  }
+  for (const alert of alerts) {
+    const item = el("div", `alert ${alert.severity}`);
+    item.dataset.testid = "alert";
+    item.dataset.rule = alert.rule;
+    item.dataset.location = alert.location;
+    const since = alert.since_us ? new Date(alert.since_us / 1000).toLocaleTimeString("en-GB", { hour12: false }) : DASH;
+    item.append(el("b", "", alert.severity.toUpperCase()), el("span", "", ` ${alert.summary} `),
+      el("span", "since", `since ${since}`));
+    list.append(item);
   }
 }
 
@@ -201,6 +224,7 @@ function render(snapshot) {
     const section = document.querySelector(`section.line[data-line="${CSS.escape(line.id)}"]`);
     if (section) updateLine(section, line);
   }
+  renderAlerts(snapshot.alerts || []);
   if (snapshot.influx_error) setStatus("down", "InfluxDB unreachable");
   else if (snapshot.stale_s === null) setStatus("waiting", "waiting for data");
   else if (snapshot.stale_s > staleAfterS) setStatus("stale", `no data for ${Math.round(snapshot.stale_s)} s`);
