@@ -27,8 +27,9 @@ from rich.table import Table
 
 from wipwatch.alerts_cli import alerts_app
 from wipwatch.errors import ServiceError, WipwatchError
+from wipwatch.identifiers import IDENT_PATTERN
 from wipwatch.settings import Settings, load_settings
-from wipwatch.site import IDENT_PATTERN, load_site
+from wipwatch.site import load_site
 
 app = typer.Typer(
     no_args_is_help=True,

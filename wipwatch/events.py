@@ -24,7 +24,8 @@ from typing import Annotated, Any, Final, Literal, get_args
 import msgspec
 
 from wipwatch.errors import EventError, Rejection
-from wipwatch.site import IDENT_PATTERN, Site
+from wipwatch.identifiers import IDENT_PATTERN
+from wipwatch.site import Site
 
 SCHEMA_VERSION: Final = 1
 TOPIC_ROOT: Final = "wipwatch"

@@ -9,17 +9,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from wipwatch.alert_rules import Alerts
 from wipwatch.errors import SiteFileError
+from wipwatch.identifiers import IDENT_PATTERN
 
-#: Identifiers appear in MQTT topics, Kafka keys, InfluxDB tags and database names: no '/', '+', '#',
-#: spaces or commas. The one definition: the event schema and the CLI use it too.
-IDENT_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 Ident = Annotated[str, Field(pattern=IDENT_PATTERN)]
 
 #: Site ids that would collide with wipwatch's own topics.
