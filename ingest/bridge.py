@@ -3,7 +3,12 @@
 Delivery: paho acknowledges a message to mosquitto only after Kafka has confirmed the record built from it
 (``manual_ack``), so a crash re-delivers instead of losing; the processors drop the duplicates by event id.
 Several instances share the subscription (``$share/<group>/...``) and split the load. The paho callback
-only hands the message to the asyncio loop; validation and producing run there, in batches.
+only appends the message to a deque and wakes the asyncio loop when the deque was idle (one thread hop per
+burst, not per message); validation and producing run in the loop, in batches.
+
+A stopped instance's persistent session keeps its share of the subscription: mosquitto goes on queueing
+that instance's share of the messages for it until it comes back or its session expires
+(``ingest_session_expiry_s``, never by default), and drops what it queued at expiry (docs/operations.md).
 
 No message can stop the bridge: whatever ``validate_message`` refuses, and anything unexpected while
 checking one message (reason ``internal``), goes to the dead-letter topic with its reason, cut to
@@ -15,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
+import contextlib
 import hashlib
 import json
 import logging
@@ -43,7 +50,6 @@ log = logging.getLogger(__name__)
 
 #: How many unacknowledged QoS 1 messages mosquitto may send us at once (MQTT v5 Receive Maximum).
 RECEIVE_MAXIMUM = 1000
-_SESSION_NEVER_EXPIRES = 0xFFFFFFFF
 _BATCH = 1000
 #: How much of a rejected payload (and topic) a dead-letter record keeps; the record says the full size.
 DEADLETTER_PAYLOAD_BYTES = 4096
@@ -130,7 +136,10 @@ class IngestBridge:
         self.settings = settings
         self.site = site
         self.stats = IngestStats()
-        self._queue: asyncio.Queue[mqtt.MQTTMessage] = asyncio.Queue()
+        # paho's thread appends, the loop pops: deque appends and pops are atomic, no lock needed.
+        self._pending: collections.deque[mqtt.MQTTMessage] = collections.deque()
+        self._wake = asyncio.Event()
+        self._woken = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: mqtt.Client | None = None
 
@@ -151,14 +160,16 @@ class IngestBridge:
         report_at = time.monotonic() + 1
         try:
             while not stop.is_set():
-                try:
-                    first = await asyncio.wait_for(self._queue.get(), timeout=0.5)
-                    batch = [first]
-                    while len(batch) < _BATCH and not self._queue.empty():
-                        batch.append(self._queue.get_nowait())
+                if not self._pending:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), timeout=0.5)
+                self._wake.clear()
+                # cleared before popping: a message appended from now on wakes the loop again
+                self._woken = False
+                while self._pending:
+                    pending = self._pending
+                    batch = [pending.popleft() for _ in range(min(_BATCH, len(pending)))]
                     await self._forward(producer, client, batch)
-                except TimeoutError:
-                    pass
                 if time.monotonic() > report_at:
                     self.write_status()
                     report_at = time.monotonic() + 1
@@ -186,7 +197,7 @@ class IngestBridge:
         client.on_subscribe = self._on_subscribe
         MqttSecurity.from_settings(s).apply(client)
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = _SESSION_NEVER_EXPIRES
+        props.SessionExpiryInterval = s.ingest_session_expiry_s
         props.ReceiveMaximum = RECEIVE_MAXIMUM
         client.connect_async(s.mqtt_host, s.mqtt_port, keepalive=30, clean_start=False, properties=props)
         client.loop_start()
@@ -258,9 +269,12 @@ class IngestBridge:
         log.warning("mqtt disconnected reason=%s (paho reconnects with backoff)", reason)
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
-        # paho's network thread: hand over and return at once.
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._queue.put_nowait, message)
+        # paho's network thread: hand over and return at once; wake the loop once per burst.
+        self._pending.append(message)
+        if not self._woken:
+            self._woken = True
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(self._wake.set)
 
     async def _forward(
         self, producer: RecordProducer, client: mqtt.Client, batch: list[mqtt.MQTTMessage]

@@ -232,7 +232,7 @@ def create_app(settings: Settings, site: Site | None = None, writer: InfluxWrite
         for engine in touched.values():
             # the open period's point is rewritten in place: a worker that lost the line must not write
             # it, or it could overwrite the new owner's newer one (docs/metrics.md)
-            lines += line_points(engine, open_period=engine.state.partition in mine)
+            lines += line_points(engine, open_period=engine.state.partition in mine, wall_now=time.time())
             lines += quality_points(engine, dq_times)
             engine.changes.clear()
         if lines:

@@ -72,18 +72,27 @@ def queue_points(engine: LineEngine, now: float, locations: frozenset[str]) -> l
     ]
 
 
-def line_points(engine: LineEngine, open_period: bool = True) -> list[str]:
+def line_points(engine: LineEngine, open_period: bool = True, wall_now: float | None = None) -> list[str]:
     """The points of the periods closed since ``engine.changes`` was cleared, then the open period's,
     then the alert transitions of the same calls.
 
     Args:
         open_period: include the open period's snapshot. Closed periods' points are final and the same
             whoever writes them; the open period's is provisional, so only the line's owner writes it.
+        wall_now: the wall clock (POSIX seconds). The open period's snapshot is stamped at the period's
+            end, where it is rewritten in place until the period closes; when that end lies in the
+            future (live data), it is stamped at the wall clock instead (but never before the line's
+            last event), so no point is ahead of now: live dashboards over ``now-6h..now`` see it. A
+            replay of past data always stamps period ends, so its series does not depend on its speed.
     """
     out = list(engine.changes.points)
     end = engine.state.period_end
     if end is not None and open_period:
-        out += snapshot_points(engine, end)
+        at = end
+        released = engine.state.released
+        if wall_now is not None and wall_now < end:
+            at = max(wall_now, released) if released is not None else wall_now
+        out += snapshot_points(engine, at)
     return out + alert_points(engine)
 
 

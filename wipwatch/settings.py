@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     ingest_share_group: str = "wipwatch-ingest"
     #: Events of one line packed into one Kafka record at most (the processors' per-record cost dominates).
     ingest_events_per_record: int = Field(500, ge=1)
+    #: How long mosquitto keeps a stopped ingest instance's session (MQTT v5 session expiry; 4294967295 =
+    #: never). Meanwhile it queues that instance's share of the shared subscription for it; at expiry the
+    #: queued share is dropped, not dealt to the live instances (measured, docs/operations.md).
+    ingest_session_expiry_s: int = Field(0xFFFFFFFF, ge=0, le=0xFFFFFFFF)
 
     processor_id: str = "wipwatch-processors"
     processor_web: bool = False

@@ -64,7 +64,9 @@ def get(port: int, path: str) -> tuple[int, str]:
 def open_stream(port: int) -> tuple[socket.socket, int, bytes]:
     """An SSE connection: the socket (kept open), the status and what arrived first."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-    sock.sendall(b"GET /events HTTP/1.1\r\nHost: board\r\nAccept: text/event-stream\r\n\r\n")
+    # the board answers only its own host names (dashboards/board/access.py)
+    request = f"GET /events HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/event-stream\r\n\r\n"
+    sock.sendall(request.encode())
     head = b""
     while b"\r\n\r\n" not in head:
         head += sock.recv(4096)

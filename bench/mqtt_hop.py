@@ -1,0 +1,340 @@
+"""The MQTT hop at broker speed: wipwatch's publisher and ingest beside mosquitto's own C clients.
+
+Figures, all in one run on one fresh native stack (mosquitto, Apache Kafka, influxd):
+- ``c_pub_sub_rate``: ``mosquitto_pub -l -q 1`` into ``mosquitto_sub -q 1 -C n`` (the baseline: the
+  broker and its C clients, no Python);
+- ``paho_publish_rate``: the previous publisher (one paho connection, a Condition-capped window), nothing
+  subscribed;
+- ``publish_rate``: :class:`wipwatch.mqtt.MqttPublisher`, nothing subscribed;
+- ``publish_to_c_sub_rate``: the same into ``mosquitto_sub -q 1`` until it has every message;
+- ``ingest_rate``: MQTT -> ingest (``--ingest`` processes on one shared subscription) -> Kafka, until the
+  ingest status files count every event accepted (they are rewritten every second: +-1 s);
+- ``end_to_end_rate``: publisher -> ingest -> Kafka -> processors -> InfluxDB until the WIP of every
+  location in InfluxDB equals the simulator's ground truth (lossless, no double counting). With
+  ``--ingest 2`` or more at full speed this phase does not finish: the shared subscription deals a line's
+  events round robin to the instances, which forward them in batches, so a line's events reach Kafka out
+  of order by far more event time than the lateness (a whole shift is published in seconds), and the
+  processors count those as late (docs/operations.md).
+
+Run: ``.venv/bin/python bench/mqtt_hop.py [--hours 12] [--ingest 1] [--profile DIR]``. ``--profile`` samples
+the ingest processes with py-spy (``pip install py-spy``) into ``DIR/ingest-<i>.txt``. Writes
+bench/results/mqtt_hop.json too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import logging
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from wipwatch.cli import wip_snapshot
+from wipwatch.events import encode_event, topic_for
+from wipwatch.ingest import read_status, wait_subscribed
+from wipwatch.mqtt import MqttPublisher
+from wipwatch.services import ChildProcess, NativeStack, Ports, python_module_argv, spawn
+from wipwatch.settings import REPO_ROOT, load_settings
+from wipwatch.simulators.line import simulate_site
+from wipwatch.site import load_site
+
+SITE_FILE = REPO_ROOT / "bench" / "sites" / "three-lines.yaml"
+RESULTS = REPO_ROOT / "bench" / "results" / "mqtt_hop.json"
+GOAL_RATE = 20_000.0
+
+
+class PahoPublisher:
+    """The publisher wipwatch had before (kept here as a baseline): paho's loop, a Condition per message."""
+
+    def __init__(self, port: int, client_id: str, max_outstanding: int = 5000) -> None:
+        self._max, self._outstanding = max_outstanding, 0
+        self._cond = threading.Condition()
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
+        self._client.max_inflight_messages_set(1000)
+        self._client.max_queued_messages_set(0)
+        self._client.on_publish = self._on_publish
+        connected = threading.Event()
+        self._client.on_connect = lambda *_a: connected.set()
+        self._client.connect("127.0.0.1", port)
+        self._client.loop_start()
+        connected.wait(30)
+
+    def _on_publish(self, *_args: Any) -> None:
+        with self._cond:
+            self._outstanding -= 1
+            self._cond.notify_all()
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        with self._cond:
+            while self._outstanding >= self._max:
+                self._cond.wait(1.0)
+            self._outstanding += 1
+        self._client.publish(topic, payload, qos=1)
+
+    def close(self) -> None:
+        with self._cond:
+            while self._outstanding:
+                self._cond.wait(0.5)
+        self._client.disconnect()
+        self._client.loop_stop()
+
+
+READY_TOPIC = "wipwatch/bench/ready"
+
+
+def c_sub(port: int, count: int, out: Path) -> subprocess.Popen[bytes]:
+    """``mosquitto_sub`` that exits after ``count`` messages; returns once it is subscribed.
+
+    The broker holds a retained message on ``READY_TOPIC`` (which the ingest's four-level filter does not
+    match): the subscriber's first line is that message, proof that its subscription is in place.
+    """
+    argv = ["mosquitto_sub", "-p", str(port), "-q", "1", "-t", "wipwatch/#", "-C", str(count + 1)]
+    with open(out, "wb") as stdout:
+        proc = subprocess.Popen(argv, stdout=stdout, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while out.stat().st_size == 0:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            sys.exit(f"mosquitto_sub did not subscribe: {out.read_text()}")
+        time.sleep(0.01)
+    return proc
+
+
+def c_baseline(port: int, messages: list[tuple[str, bytes]], work: Path) -> float:
+    """mosquitto_pub -l -q 1 -> mosquitto_sub -q 1: messages per second, the whole hop in C."""
+    lines = work / "lines.txt"
+    lines.write_bytes(b"".join(payload + b"\n" for _, payload in messages))
+    sub = c_sub(port, len(messages), work / "c-sub.out")
+    began = time.perf_counter()
+    # stdin stays open until the subscriber has everything: at end of input mosquitto_pub disconnects at
+    # once, and QoS 1 messages its library had not yet sent are lost (seen with mosquitto 2.0.11)
+    pub = subprocess.Popen(
+        ["mosquitto_pub", "-p", str(port), "-q", "1", "-l", "-t", "wipwatch/bench/x"], stdin=subprocess.PIPE
+    )
+    assert pub.stdin is not None
+    with open(lines, "rb") as source:
+        shutil.copyfileobj(source, pub.stdin)
+    pub.stdin.flush()
+    sub.wait(600)
+    rate = len(messages) / (time.perf_counter() - began)
+    pub.stdin.close()
+    pub.wait(30)
+    return rate
+
+
+def publish_all(publisher: Any, messages: list[tuple[str, bytes]]) -> float:
+    began = time.perf_counter()
+    for topic, payload in messages:
+        publisher.publish(topic, payload)
+    publisher.close()
+    return len(messages) / (time.perf_counter() - began)
+
+
+def profile(pids: list[int], seconds: float, out: Path) -> list[subprocess.Popen[bytes]]:
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    return [
+        subprocess.Popen(
+            [
+                py_spy,
+                "record",
+                "--pid",
+                str(pid),
+                "-r",
+                "100",
+                "-f",
+                "raw",
+                "--threads",
+                "-d",
+                str(int(seconds)),
+                "-o",
+                str(out / f"ingest-{i}.txt"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for i, pid in enumerate(pids)
+    ]
+
+
+def hotspots(raw: Path, top: int = 12) -> list[str]:
+    """The functions a py-spy raw profile saw most, inclusive, as percentages of the samples."""
+    total, inclusive = 0, collections.Counter[str]()
+    for line in raw.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        total += int(n)
+        for frame in set(stack.split(";")[1:]):
+            inclusive[frame] += int(n)
+    return [f"{100 * n / max(total, 1):5.1f}% {frame}" for frame, n in inclusive.most_common(top)]
+
+
+def report(figures: dict[str, float], hours: float, ingest: int) -> None:
+    """Print every figure measured so far, each beside the C clients' rate of the same run."""
+    c = figures["c_pub_sub_rate"]
+    print(f"messages: {figures['messages']:.0f} messages ({hours:g} h, 3 lines, 33 locations)")
+    print(f"c_pub_sub_rate: {c:.0f} msg/s (baseline: mosquitto_pub -l -q 1 -> mosquitto_sub -q 1)")
+    for name in (
+        "paho_publish_rate",
+        "publish_rate",
+        "publish_to_c_sub_rate",
+        "ingest_rate",
+        "end_to_end_rate",
+    ):
+        if name in figures:
+            value = figures[name]
+            goal = "meets" if value >= GOAL_RATE else "misses"
+            print(
+                f"{name}: {value:.0f} msg/s, ratio {value / c:.3f} of c_pub_sub_rate ({goal} {GOAL_RATE:.0f})"
+            )
+    if "paho_publish_rate" in figures:
+        print(
+            "publish_speedup: "
+            f"{figures['publish_rate'] / figures['paho_publish_rate']:.1f}x the paho publisher"
+        )
+    if "ingest_split" in figures:
+        print(f"ingest_processes: {ingest}, split min/max {figures['ingest_split']:.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hours", type=float, default=12.0, help="simulated hours of the 3-line site")
+    parser.add_argument("--ingest", type=int, default=1, help="ingest processes on the shared subscription")
+    parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--profile", type=Path, help="py-spy the ingest processes into this directory")
+    parser.add_argument("--skip-e2e", action="store_true", help="stop after the ingest figure")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    site = load_site(SITE_FILE)
+    messages: list[tuple[str, bytes]] = []
+    truth = simulate_site(
+        site,
+        lambda e: messages.append((topic_for(e), encode_event(e))),
+        seed=5,
+        duration=args.hours * 3600,
+        start=datetime(2026, 11, 25, 6, tzinfo=UTC),
+    )
+    n = len(messages)
+    expected_wip = {
+        f"{line.id}/{loc.id}": truth.wip.get(f"{line.id}/{loc.id}", 0) for line, loc in site.iter_locations()
+    }
+    figures: dict[str, float] = {"messages": n, "ingest_processes": args.ingest}
+    with tempfile.TemporaryDirectory(prefix="wipwatch-bench-hop-") as tmp:
+        work = Path(tmp)
+        stack = NativeStack(work / "stack", Ports.free())
+        with stack.running():
+            port = stack.mqtt_port
+            subprocess.run(
+                ["mosquitto_pub", "-p", str(port), "-q", "1", "-r", "-t", READY_TOPIC, "-m", "ready"],
+                check=True,
+            )
+            figures["c_pub_sub_rate"] = c_baseline(port, messages, work)
+            figures["paho_publish_rate"] = publish_all(PahoPublisher(port, "bench-paho"), messages)
+            figures["publish_rate"] = publish_all(MqttPublisher("127.0.0.1", port, "bench-pub"), messages)
+            sub = c_sub(port, n, work / "c-sub2.out")
+            began = time.perf_counter()
+            publisher = MqttPublisher("127.0.0.1", port, "bench-pub2")
+            for topic, payload in messages:
+                publisher.publish(topic, payload)
+            publisher.close()
+            sub.wait(600)
+            figures["publish_to_c_sub_rate"] = n / (time.perf_counter() - began)
+
+            for phase in ("ingest", "e2e"):
+                if phase == "e2e" and args.skip_e2e:
+                    break
+                run = work / f"run-{phase}"
+                names = {
+                    "events_topic": f"wipwatch-events-{phase}",
+                    "deadletter_topic": f"wipwatch-deadletter-{phase}",
+                    "processor_id": f"wipwatch-processors-{phase}",
+                    "ingest_share_group": f"ingest-{phase}",
+                }
+                env = {
+                    "WIPWATCH_SITE_FILE": str(SITE_FILE),
+                    "WIPWATCH_RUN_DIR": str(run),
+                    "WIPWATCH_MQTT_PORT": str(port),
+                    "WIPWATCH_KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
+                    "WIPWATCH_INFLUX_URL": stack.influx_url,
+                    "WIPWATCH_LOG_LEVEL": "WARNING",
+                    **{f"WIPWATCH_{k.upper()}": v for k, v in names.items()},
+                }
+                settings = load_settings(
+                    site_file=SITE_FILE,
+                    run_dir=run,
+                    mqtt_port=port,
+                    kafka_bootstrap=stack.kafka_bootstrap,
+                    influx_url=stack.influx_url,
+                    **names,
+                )
+                ids = [f"{phase}-ingest-{i}" for i in range(args.ingest)]
+                children: list[ChildProcess] = []
+                try:
+                    for cid in ids:
+                        child = spawn(
+                            cid,
+                            python_module_argv("ingest"),
+                            run / "logs",
+                            {**env, "WIPWATCH_INGEST_CLIENT_ID": cid},
+                        )
+                        children.append(child)
+                        wait_subscribed(child, run, cid)
+                    if phase == "e2e":
+                        children.append(spawn("processors", python_module_argv("process"), run / "logs", env))
+                    spies = (
+                        profile([c.pid for c in children[: args.ingest]], 20, args.profile)
+                        if args.profile and phase == "ingest"
+                        else []
+                    )
+                    publisher = MqttPublisher("127.0.0.1", port, f"bench-{phase}")
+                    began = time.perf_counter()
+                    for topic, payload in messages:
+                        publisher.publish(topic, payload)
+                    publisher.close()
+                    deadline = began + args.timeout
+                    while True:
+                        if phase == "ingest":
+                            statuses = [read_status(run, cid) or {} for cid in ids]
+                            accepted = [int(s.get("accepted", 0)) for s in statuses]
+                            if sum(accepted) >= n:
+                                figures["ingest_split"] = min(accepted) / max(max(accepted), 1)
+                                figures["ingest_accepted"] = sum(accepted)
+                                break
+                        else:
+                            snapshot = wip_snapshot(settings)
+                            got = {f"{x['line']}/{x['location']}": x["wip"] for x in snapshot["locations"]}
+                            if got == expected_wip:
+                                break
+                        dead = [c.name for c in children if not c.alive()]
+                        if dead or time.perf_counter() > deadline:
+                            report(figures, args.hours, args.ingest)
+                            sys.exit(f"{phase} did not finish (dead: {dead}); logs in {run / 'logs'}")
+                        time.sleep(0.05)
+                    figures[f"{phase}_rate" if phase == "ingest" else "end_to_end_rate"] = n / (
+                        time.perf_counter() - began
+                    )
+                    for spy in spies:
+                        spy.wait(60)
+                finally:
+                    for child in children:
+                        child.stop()
+
+    report(figures, args.hours, args.ingest)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({"name": "mqtt_hop", "hours": args.hours, **figures}, indent=1) + "\n")
+    if args.profile:
+        for raw in sorted(args.profile.glob("ingest-*.txt")):
+            print(f"-- {raw.name}")
+            print("\n".join(hotspots(raw)))
+
+
+if __name__ == "__main__":
+    main()
