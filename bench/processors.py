@@ -34,7 +34,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from wipwatch.cli import wip_snapshot
 from wipwatch.events import Event, PartIn, decode_record, pack_by_line
 from wipwatch.influx import InfluxTarget, query
-from wipwatch.kafka import ensure_topics, line_partition
+from wipwatch.kafka import ensure_topics, send_line_records
 from wipwatch.services import ChildProcess, NativeStack, Ports, python_module_argv, spawn
 from wipwatch.settings import REPO_ROOT, load_settings
 from wipwatch.simulators.line import simulate_site
@@ -88,11 +88,7 @@ async def fill(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -
     )
     await producer.start()
     try:
-        sends = []
-        for key, value in records:
-            partition = line_partition(site, key.decode().split("/", 1)[1], PARTITIONS)
-            sends.append(await producer.send(topic, value, key=key, partition=partition))
-        await asyncio.gather(*sends)
+        await send_line_records(producer, site, topic, records, PARTITIONS)
     finally:
         await producer.stop()
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaProducer
 
 from wipwatch.events import Event, pack_by_line
-from wipwatch.kafka import ensure_event_topics, line_partition
+from wipwatch.kafka import ensure_event_topics, send_line_record
 from wipwatch.services import NativeStack, Ports, python_module_argv, spawn
 from wipwatch.settings import REPO_ROOT, load_settings
 from wipwatch.simulators.line import simulate_site
@@ -69,8 +69,7 @@ async def produce(bootstrap: str, topic: str, rate: float, stop: threading.Event
             begin = START + timedelta(hours=SHIFT_H * shift)
             simulate_site(site, events.append, seed=shift + 1, duration=SHIFT_H * 3600, start=begin)
             for key, value in pack_by_line(events, 50):
-                line = key.decode().split("/", 1)[1]
-                await producer.send(topic, value, key=key, partition=line_partition(site, line, 4))
+                await send_line_record(producer, site, topic, key, value, 4)
                 counter[0] += value.count(b'"id"')
                 ahead = counter[0] / rate - (time.monotonic() - started)
                 if ahead > 0:

@@ -18,6 +18,7 @@ import yaml
 
 from wipwatch.alert_rules import LINE_SCOPE, Condition, RuleInstance, expand_rules
 from wipwatch.dashboards.influxql import DATASOURCE_UID
+from wipwatch.measurements import ALERTS, BOTTLENECK, FLOW_TIME, QUEUE, STATION, THROUGHPUT, WIP
 from wipwatch.site import Site
 
 #: Where docker-compose's Grafana reads alert rules (the provisioning folder is mounted whole).
@@ -58,35 +59,35 @@ def grafana_rule(inst: RuleInstance, site: Site) -> GrafanaRule:
     latest = (LATEST_RANGE_S, inst.threshold, inst.clear, inst.for_s, "OK")
     held = max(60, round(inst.for_s))
     if cond is Condition.WIP_OVER_CAP:
-        query, spec = f'SELECT last("parts") FROM "wip" WHERE {_where(inst)}', latest
+        query, spec = f'SELECT last("parts") FROM "{WIP}" WHERE {_where(inst)}', latest
     elif cond is Condition.QUEUE_GROWTH:
-        query, spec = f'SELECT last("growth_per_hour") FROM "queue" WHERE {_where(inst)}', latest
+        query, spec = f'SELECT last("growth_per_hour") FROM "{QUEUE}" WHERE {_where(inst)}', latest
     elif cond is Condition.OLDEST_PART_AGE:
-        query, spec = f'SELECT last("oldest_age_s") FROM "flow_time" WHERE {_where(inst)}', latest
+        query, spec = f'SELECT last("oldest_age_s") FROM "{FLOW_TIME}" WHERE {_where(inst)}', latest
     elif cond is Condition.UNDER_PRODUCTION:
-        query, spec = f'SELECT last("production_ratio") FROM "throughput" WHERE {_where(inst)}', latest
+        query, spec = f'SELECT last("production_ratio") FROM "{THROUGHPUT}" WHERE {_where(inst)}', latest
     elif cond is Condition.OVER_PRODUCTION:
         line = site.line(inst.line)
         finished = line.locations[-1].id
         where = _where(inst, location=False).replace(
             "$timeFilter", f"\"location\" = '{finished}' AND $timeFilter"
         )
-        query = f'SELECT last("growth_per_hour") / {line.demand_per_hour:g} FROM "queue" WHERE {where}'
+        query = f'SELECT last("growth_per_hour") / {line.demand_per_hour:g} FROM "{QUEUE}" WHERE {where}'
         spec = latest
     elif cond in (Condition.STATION_DOWN, Condition.STATION_BLOCKED):
         # seconds spent down (blocked) in the last `for`: nearly all of it means down (blocked) that long
         field = "down_s" if cond is Condition.STATION_DOWN else "blocked_s"
-        query = f'SELECT spread("{field}") FROM "station" WHERE {_where(inst)}'
+        query = f'SELECT spread("{field}") FROM "{STATION}" WHERE {_where(inst)}'
         spec = (held, 0.9 * held, 0.5 * held, 0.0, "OK")
     elif cond is Condition.NEW_BOTTLENECK:
-        query = f'SELECT mean("momentary") FROM "bottleneck" WHERE {_where(inst)}'
+        query = f'SELECT mean("momentary") FROM "{BOTTLENECK}" WHERE {_where(inst)}'
         spec = (held, 0.99, 0.5, 0.0, "OK")
     elif cond is Condition.LINE_SILENT:
-        query = f'SELECT count("parts") FROM "wip" WHERE {_where(inst, location=False)}'
+        query = f'SELECT count("parts") FROM "{WIP}" WHERE {_where(inst, location=False)}'
         return GrafanaRule(inst, query, max(60, round(inst.threshold)), "lt", 1.0, 1.0, 0.0, "Alerting")
     else:  # DATA_QUALITY: the processors' own judgement
         where = _where(inst).replace(" AND $timeFilter", f" AND \"rule\" = '{inst.rule}' AND $timeFilter")
-        query = f'SELECT last("firing") FROM "alerts" WHERE {where}'
+        query = f'SELECT last("firing") FROM "{ALERTS}" WHERE {where}'
         spec = (86_400, 0.5, 0.5, 0.0, "OK")
     range_s, threshold, recover, for_s, no_data = spec
     return GrafanaRule(inst, query, range_s, "gt" if gt else "lt", threshold, recover, for_s, no_data)

@@ -12,6 +12,7 @@ from grafana_foundation_sdk.models import dashboard as model
 
 from wipwatch.dashboards.influxql import DATASOURCE, InfluxQL, site_filter
 from wipwatch.dashboards.panels import cap_override, grid, line_variable, money_unit, site_variable, unit_is
+from wipwatch.measurements import BOTTLENECK, COST, FLOW_TIME, LEAD_TIME, QUEUE, STATION, THROUGHPUT, WIP
 from wipwatch.processors.metrics.benchmarking import (
     LineBenchmark,
     line_benchmark,
@@ -48,7 +49,7 @@ def wip_per_location(site: Site) -> timeseries.Panel:
         )
         .with_target(
             InfluxQL(
-                f'SELECT last("parts") AS "parts" FROM "wip" WHERE {site_filter()} {_BY_LOCATION}'
+                f'SELECT last("parts") AS "parts" FROM "{WIP}" WHERE {site_filter()} {_BY_LOCATION}'
             ).alias("$tag_location")
         )
     )
@@ -69,7 +70,7 @@ def queue_growth() -> timeseries.Panel:
         .grid_pos(grid(0, 9, 12, 8))
         .with_target(
             InfluxQL(
-                f'SELECT last("growth_per_hour") AS "growth_per_hour" FROM "queue" '
+                f'SELECT last("growth_per_hour") AS "growth_per_hour" FROM "{QUEUE}" '
                 f"WHERE {site_filter()} {_BY_LOCATION}"
             ).alias("$tag_location")
         )
@@ -86,7 +87,7 @@ def flow_time_percentiles() -> timeseries.Panel:
         .with_target(
             InfluxQL(
                 'SELECT last("p50_s") AS "p50", last("p90_s") AS "p90", last("p99_s") AS "p99" '
-                f'FROM "flow_time" WHERE {_line_total()} {_BY_TIME}'
+                f'FROM "{FLOW_TIME}" WHERE {_line_total()} {_BY_TIME}'
             )
         )
     )
@@ -101,7 +102,7 @@ def oldest_part_age() -> timeseries.Panel:
         .unit("s")
         .with_target(
             InfluxQL(
-                f'SELECT last("oldest_age_s") AS "oldest_age_s" FROM "flow_time" '
+                f'SELECT last("oldest_age_s") AS "oldest_age_s" FROM "{FLOW_TIME}" '
                 f"WHERE {_per_location()} {_BY_LOCATION}"
             ).alias("$tag_location")
         )
@@ -118,7 +119,7 @@ def throughput_vs_takt() -> timeseries.Panel:
         .with_target(
             InfluxQL(
                 'SELECT last("parts_per_hour") AS "throughput", last("demand_per_hour") AS "demand" '
-                f'FROM "throughput" WHERE {_line_total()} {_BY_TIME}'
+                f'FROM "{THROUGHPUT}" WHERE {_line_total()} {_BY_TIME}'
             )
         )
     )
@@ -146,7 +147,7 @@ def bottleneck_timeline() -> statetimeline.Panel:
         )
         .with_target(
             InfluxQL(
-                f'SELECT last("momentary") AS "momentary" FROM "bottleneck" '
+                f'SELECT last("momentary") AS "momentary" FROM "{BOTTLENECK}" '
                 f"WHERE {site_filter()} {_BY_LOCATION}"
             ).alias("$tag_location")
         )
@@ -161,7 +162,7 @@ def station_states() -> statetimeline.Panel:
         .grid_pos(grid(0, 32, 24, 7))
         .with_target(
             InfluxQL(
-                f'SELECT last("state") AS "state" FROM "station" WHERE {site_filter()} {_BY_LOCATION}'
+                f'SELECT last("state") AS "state" FROM "{STATION}" WHERE {site_filter()} {_BY_LOCATION}'
             ).alias("$tag_location")
         )
     )
@@ -181,7 +182,7 @@ def starved_blocked() -> barchart.Panel:
             InfluxQL(
                 'SELECT last("working_s") AS "working", "starved_s" AS "starved", '
                 '"blocked_s" AS "blocked", "down_s" AS "down" '
-                f'FROM "station" WHERE {site_filter()} GROUP BY "location"'
+                f'FROM "{STATION}" WHERE {site_filter()} GROUP BY "location"'
             ).table()
         )
         .transformations(
@@ -200,12 +201,12 @@ def lead_time() -> timeseries.Panel:
         .with_target(
             InfluxQL(
                 'SELECT last("littles_law_s") AS "littles_law", last("measured_s") AS "measured" '
-                f'FROM "lead_time" WHERE {site_filter()} {_BY_TIME}'
+                f'FROM "{LEAD_TIME}" WHERE {site_filter()} {_BY_TIME}'
             )
         )
         .with_target(
             InfluxQL(
-                f'SELECT last("value_added_ratio") AS "value_added_ratio" FROM "lead_time" '
+                f'SELECT last("value_added_ratio") AS "value_added_ratio" FROM "{LEAD_TIME}" '
                 f"WHERE {site_filter()} {_BY_TIME}",
                 ref_id="B",
             )
@@ -223,7 +224,7 @@ def holding_cost(site: Site) -> timeseries.Panel:
         .unit(money_unit(site))
         .with_target(
             InfluxQL(
-                f'SELECT last("holding_cost") AS "holding_cost" FROM "cost" '
+                f'SELECT last("holding_cost") AS "holding_cost" FROM "{COST}" '
                 f"WHERE {site_filter()} {_BY_LOCATION}"
             ).alias("$tag_location")
         )
@@ -239,7 +240,7 @@ def _per_line(
         bench = line_benchmark([station_capacity(o)[0] for o in site_stations(line)])
         ref = chr(ord("A") + index % 26) + (str(index // 26) if index >= 26 else "")
         where = f"{site_filter()} AND \"line\" = '{line.id}' {_BY_TIME}"
-        panel = panel.with_target(InfluxQL(f'{select(bench)} FROM "lead_time" WHERE {where}', ref_id=ref))
+        panel = panel.with_target(InfluxQL(f'{select(bench)} FROM "{LEAD_TIME}" WHERE {where}', ref_id=ref))
     return panel
 
 

@@ -8,6 +8,7 @@ from grafana_foundation_sdk.builders import dashboard as dash
 from grafana_foundation_sdk.models import dashboard as model
 
 from wipwatch.dashboards.influxql import DATASOURCE
+from wipwatch.measurements import WIP
 from wipwatch.site import Line, Site
 
 #: Share of the cap at which a WIP bar turns amber.
@@ -20,7 +21,7 @@ def site_variable(site: Site) -> dash.QueryVariable:
         dash.QueryVariable("site")
         .label("Site")
         .datasource(DATASOURCE)
-        .query('SHOW TAG VALUES FROM "wip" WITH KEY = "site"')
+        .query(f'SHOW TAG VALUES FROM "{WIP}" WITH KEY = "site"')
         .refresh(model.VariableRefresh.ON_DASHBOARD_LOAD)
         .sort(model.VariableSort.ALPHABETICAL_ASC)
         .current(model.VariableOption(selected=True, text=site.site, value=site.site))
@@ -34,7 +35,7 @@ def line_variable(site: Site, multi: bool) -> dash.QueryVariable:
         dash.QueryVariable("line")
         .label("Line")
         .datasource(DATASOURCE)
-        .query('SHOW TAG VALUES FROM "wip" WITH KEY = "line" WHERE "site" =~ /^$site$/')
+        .query(f'SHOW TAG VALUES FROM "{WIP}" WITH KEY = "line" WHERE "site" =~ /^$site$/')
         .refresh(model.VariableRefresh.ON_DASHBOARD_LOAD)
         .sort(model.VariableSort.ALPHABETICAL_ASC)
         .multi(multi)

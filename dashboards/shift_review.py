@@ -15,6 +15,7 @@ from grafana_foundation_sdk.models import dashboard as model
 
 from wipwatch.dashboards.influxql import DATASOURCE, InfluxQL, site_filter
 from wipwatch.dashboards.panels import grid, line_variable, money_unit, site_variable, sort_desc, unit_is
+from wipwatch.measurements import BOTTLENECK, COST, DATA_QUALITY, FLOW_TIME, STATION, THROUGHPUT, WIP
 from wipwatch.retention import RAW_POLICY, ROLLUP_POLICY
 from wipwatch.site import Site
 
@@ -32,7 +33,7 @@ def shift_totals() -> stat.Panel:
         .with_target(
             InfluxQL(
                 'SELECT mean("parts_per_hour") AS "throughput", mean("demand_per_hour") AS "demand", '
-                'mean("production_ratio") AS "production_ratio" FROM "$retention"."throughput" '
+                f'mean("production_ratio") AS "production_ratio" FROM "$retention"."{THROUGHPUT}" '
                 f"WHERE {site_filter()} AND \"location\" = '_line' GROUP BY time($__interval)"
             )
         )
@@ -49,7 +50,7 @@ def peak_wip() -> barchart.Panel:
         .x_field("location")
         .with_target(
             InfluxQL(
-                'SELECT max("parts") AS "peak", mean("parts") AS "mean" FROM "$retention"."wip" '
+                f'SELECT max("parts") AS "peak", mean("parts") AS "mean" FROM "$retention"."{WIP}" '
                 f'WHERE {site_filter()} GROUP BY "location"'
             ).table()
         )
@@ -65,7 +66,8 @@ def flow_time_over_shift() -> timeseries.Panel:
         .unit("s")
         .with_target(
             InfluxQL(
-                'SELECT max("p90_s") AS "p90", max("oldest_age_s") AS "oldest" FROM "$retention"."flow_time" '
+                'SELECT max("p90_s") AS "p90", max("oldest_age_s") AS "oldest" '
+                f'FROM "$retention"."{FLOW_TIME}" '
                 f"WHERE {site_filter()} AND \"location\" = '_line' GROUP BY time($__interval)"
             )
         )
@@ -87,7 +89,7 @@ def bottleneck_shares() -> table.Panel:
             InfluxQL(
                 'SELECT last("share") AS "share", "sole_share" AS "sole_share", '
                 '"shifting_share" AS "shifting_share" '
-                f'FROM "$retention"."bottleneck" WHERE {site_filter()} GROUP BY "line", "location"'
+                f'FROM "$retention"."{BOTTLENECK}" WHERE {site_filter()} GROUP BY "line", "location"'
             ).table()
         )
         .transformations(sort_desc("share"))
@@ -109,7 +111,7 @@ def station_losses() -> table.Panel:
             InfluxQL(
                 'SELECT spread("starved_s") AS "starved", spread("blocked_s") AS "blocked", '
                 'spread("down_s") AS "down", spread("working_s") AS "working" '
-                f'FROM "$retention"."station" WHERE {site_filter()} GROUP BY "line", "location"'
+                f'FROM "$retention"."{STATION}" WHERE {site_filter()} GROUP BY "line", "location"'
             ).table()
         )
     )
@@ -127,7 +129,7 @@ def cost_of_shift(site: Site) -> stat.Panel:
         .with_target(
             InfluxQL(
                 'SELECT sum("accrued") AS "holding_cost" FROM (SELECT spread("holding_cost") AS "accrued" '
-                f'FROM "$retention"."cost" WHERE {site_filter()} GROUP BY "line", "location")'
+                f'FROM "$retention"."{COST}" WHERE {site_filter()} GROUP BY "line", "location")'
             ).table()
         )
     )
@@ -141,7 +143,7 @@ def data_quality_by_reason() -> table.Panel:
         .grid_pos(grid(12, 18, 12, 5))
         .with_target(
             InfluxQL(
-                'SELECT sum("count") AS "count" FROM "$retention"."data_quality" '
+                f'SELECT sum("count") AS "count" FROM "$retention"."{DATA_QUALITY}" '
                 f'WHERE {site_filter()} GROUP BY "line", "location", "reason"'
             ).table()
         )

@@ -18,6 +18,7 @@ from wipwatch.dashboards.panels import (
     sort_desc,
     unit_is,
 )
+from wipwatch.measurements import ALERTS, BOTTLENECK, COST, DATA_QUALITY, LEAD_TIME, QUEUE, WIP
 from wipwatch.site import Site
 
 UID = "wipwatch-site-overview"
@@ -46,7 +47,7 @@ def wip_by_location(site: Site) -> bargauge.Panel:
         alias = location_alias(line, loc.id)
         panel = panel.with_target(
             InfluxQL(
-                f'SELECT last("parts") AS "parts" FROM "wip" WHERE {site_filter()} '
+                f'SELECT last("parts") AS "parts" FROM "{WIP}" WHERE {site_filter()} '
                 f"AND \"line\" = '{line.id}' AND \"location\" = '{loc.id}'",
                 ref_id=f"L{index}",
             ).alias(alias)
@@ -66,7 +67,7 @@ def fastest_growing_queues() -> table.Panel:
         .with_target(
             InfluxQL(
                 'SELECT last("growth_per_hour") AS "growth_per_hour", "since_shrink_s" AS "since_shrink_s" '
-                f'FROM "queue" WHERE {site_filter()} GROUP BY "line", "location"'
+                f'FROM "{QUEUE}" WHERE {site_filter()} GROUP BY "line", "location"'
             ).table()
         )
         .transformations(sort_desc("growth_per_hour", limit=10))
@@ -90,7 +91,7 @@ def current_bottlenecks() -> table.Panel:
             InfluxQL(
                 'SELECT last("window_share") AS "window_share", "share" AS "share", '
                 '"momentary" AS "momentary", "active_period_s" AS "active_period_s" '
-                f'FROM "bottleneck" WHERE {site_filter()} GROUP BY "line", "location"'
+                f'FROM "{BOTTLENECK}" WHERE {site_filter()} GROUP BY "line", "location"'
             ).table()
         )
         .transformations(sort_desc("window_share"))
@@ -112,7 +113,7 @@ def money_tied_up(site: Site) -> stat.Panel:
         .reduce_options(common_builders.ReduceDataOptions().calcs(["lastNotNull"]))
         .with_target(
             InfluxQL(
-                'SELECT sum("tied") AS "tied_up" FROM (SELECT last("value") AS "tied" FROM "wip" '
+                f'SELECT sum("tied") AS "tied_up" FROM (SELECT last("value") AS "tied" FROM "{WIP}" '
                 f'WHERE {site_filter()} GROUP BY "line", "location")'
             ).table()
         )
@@ -129,7 +130,7 @@ def money_over_time(site: Site) -> timeseries.Panel:
         .with_target(
             InfluxQL(
                 'SELECT sum("t") AS "tied_up", sum("h") AS "holding_cost" FROM '
-                '(SELECT last("tied_up") AS "t", last("holding_cost") AS "h" FROM "cost" '
+                f'(SELECT last("tied_up") AS "t", last("holding_cost") AS "h" FROM "{COST}" '
                 f'WHERE {site_filter()} GROUP BY time($__interval), "line", "location" fill(previous)) '
                 "WHERE $timeFilter GROUP BY time($__interval)"
             )
@@ -151,7 +152,7 @@ def lead_times() -> table.Panel:
             InfluxQL(
                 'SELECT last("littles_law_s") AS "littles_law_s", "measured_s" AS "measured_s", '
                 '"value_added_ratio" AS "value_added_ratio" '
-                f'FROM "lead_time" WHERE {site_filter()} GROUP BY "line"'
+                f'FROM "{LEAD_TIME}" WHERE {site_filter()} GROUP BY "line"'
             ).table()
         )
         .override_by_name("littles_law_s", [unit_is("s")])
@@ -172,7 +173,8 @@ def data_quality() -> stat.Panel:
         .no_value("0")
         .with_target(
             InfluxQL(
-                f'SELECT sum("count") AS "count" FROM "data_quality" WHERE {site_filter()} GROUP BY "reason"'
+                f'SELECT sum("count") AS "count" FROM "{DATA_QUALITY}" '
+                f'WHERE {site_filter()} GROUP BY "reason"'
             ).alias("$tag_reason")
         )
     )
@@ -194,7 +196,7 @@ def active_alerts() -> table.Panel:
             InfluxQL(
                 'SELECT "firing" AS "firing", "summary" AS "summary", "value" AS "value", '
                 '"threshold" AS "threshold" FROM (SELECT last("firing") AS "firing", "summary" AS "summary", '
-                '"value" AS "value", "threshold" AS "threshold" FROM "alerts" '
+                f'"value" AS "value", "threshold" AS "threshold" FROM "{ALERTS}" '
                 f'WHERE {site_filter()} GROUP BY "line", "location", "rule", "severity") '
                 'WHERE "firing" = 1 GROUP BY "line", "location", "rule", "severity"'
             ).table()
@@ -207,7 +209,7 @@ def alert_annotations() -> InfluxAnnotation:
     """A marker on every time series where an alert fired, with its summary; tags: rule and severity."""
     return InfluxAnnotation(
         "Alerts fired",
-        'SELECT "summary" AS "text", "rule" AS "rule", "severity" AS "severity" FROM "alerts" '
+        f'SELECT "summary" AS "text", "rule" AS "rule", "severity" AS "severity" FROM "{ALERTS}" '
         f'WHERE {site_filter()} AND "firing" = 1',
         text_column="text",
         tags_column="rule,severity",

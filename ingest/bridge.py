@@ -33,14 +33,14 @@ from typing import Any
 
 import msgspec
 import paho.mqtt.client as mqtt
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer  # untyped: used through wipwatch.kafka.RecordProducer
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from wipwatch.errors import EventError, Rejection
 from wipwatch.events import ALERTS_TOPIC_ROOT, EVENT_TOPIC_FILTER, line_key, pack_events, validate_message
-from wipwatch.kafka import ensure_event_topics, line_partition
+from wipwatch.kafka import RecordProducer, ensure_event_topics, send_line_record
 from wipwatch.mqtt import MqttSecurity, refusal_hint
 from wipwatch.services import ChildProcess, wait_until
 from wipwatch.settings import Settings
@@ -206,7 +206,7 @@ class IngestBridge:
 
     async def _dead_letter(
         self,
-        producer: AIOKafkaProducer,
+        producer: RecordProducer,
         message: mqtt.MQTTMessage,
         payload: bytes,
         reason: str,
@@ -227,18 +227,11 @@ class IngestBridge:
         return future
 
     async def _send_pack(
-        self, producer: AIOKafkaProducer, where: tuple[str, str], pack: list[bytes]
+        self, producer: RecordProducer, where: tuple[str, str], pack: list[bytes]
     ) -> asyncio.Future[Any]:
         """Send one record of a line's events: key ``site/line``, partition from the site file."""
         topic = self.settings.events_topic
-        partition = None
-        if self.site is not None and where[0] == self.site.site:
-            partition = line_partition(self.site, where[1], len(await producer.partitions_for(topic)))
-        key = line_key(*where)
-        future: asyncio.Future[Any] = await producer.send(
-            topic, pack_events(pack), key=key, partition=partition
-        )
-        return future
+        return await send_line_record(producer, self.site, topic, line_key(*where), pack_events(pack))
 
     def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
         if reason.is_failure:
@@ -284,7 +277,7 @@ class IngestBridge:
             self._loop.call_soon_threadsafe(self._wake.set)
 
     async def _forward(
-        self, producer: AIOKafkaProducer, client: mqtt.Client, batch: list[mqtt.MQTTMessage]
+        self, producer: RecordProducer, client: mqtt.Client, batch: list[mqtt.MQTTMessage]
     ) -> None:
         s = self.settings
         sends = []

@@ -32,7 +32,7 @@ from faust.types import TP
 
 from wipwatch.alert_rules import expand_rules
 from wipwatch.errors import EventError
-from wipwatch.events import decode_record
+from wipwatch.events import decode_record, parse_line_key
 from wipwatch.influx import InfluxTarget, InfluxWriter
 from wipwatch.kafka import ensure_event_topics
 from wipwatch.processors.alert_delivery import delivery_from_settings
@@ -149,7 +149,10 @@ def create_app(settings: Settings, site: Site | None = None, writer: InfluxWrite
         cached = cache.get(key)
         if cached is not None and cached.blob is blob:
             return cached.engine
-        site_id, _, line_id = key.decode(errors="replace").partition("/")
+        try:
+            site_id, line_id = parse_line_key(key)
+        except EventError:
+            return None
         if site_id != site.site or not any(line.id == line_id for line in site.lines):
             return None
         line = site.line(line_id)

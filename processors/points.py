@@ -18,6 +18,18 @@ from collections import Counter
 from collections.abc import Iterator
 
 from wipwatch.influx import line
+from wipwatch.measurements import (
+    ALERTS,
+    BOTTLENECK,
+    COST,
+    DATA_QUALITY,
+    FLOW_TIME,
+    LEAD_TIME,
+    QUEUE,
+    STATION,
+    THROUGHPUT,
+    WIP,
+)
 from wipwatch.processors.metrics.flow_time import FlowTimeSketch
 from wipwatch.processors.metrics.lead_time import littles_law_s, value_added_ratio
 from wipwatch.processors.metrics.line_state import LineEngine, LocationState
@@ -50,7 +62,7 @@ def queue_points(engine: LineEngine, now: float, locations: frozenset[str]) -> l
     t_us = _us(now)
     return [
         line(
-            "queue",
+            QUEUE,
             {"site": st.site, "line": st.line, "location": loc.id},
             _queue_fields(st.locations[loc.id], now),
             t_us,
@@ -99,18 +111,18 @@ def snapshot_points(engine: LineEngine, now: float) -> list[str]:
     for loc_def in engine.line.locations:
         loc = st.locations[loc_def.id]
         tags = {**base, "location": loc_def.id}
-        out.append(line("wip", {**tags, "kind": loc_def.kind.value}, _wip_fields(loc), t_us))
-        out.append(line("queue", tags, _queue_fields(loc, now), t_us))
+        out.append(line(WIP, {**tags, "kind": loc_def.kind.value}, _wip_fields(loc), t_us))
+        out.append(line(QUEUE, tags, _queue_fields(loc, now), t_us))
         out.append(
-            line("cost", tags, {"tied_up": loc.cost.tied_up(), "holding_cost": loc.cost.accrued(now)}, t_us)
+            line(COST, tags, {"tied_up": loc.cost.tied_up(), "holding_cost": loc.cost.accrued(now)}, t_us)
         )
-        out.append(line("flow_time", tags, _flow_fields(loc, now), t_us))
+        out.append(line(FLOW_TIME, tags, _flow_fields(loc, now), t_us))
         wip_hours += loc.cost.wip_hours(now)
         if loc_def.kind is LocationKind.STATION and loc.clock is not None:
             per_hour = loc.departures.per_hour(now)
             out.append(
                 line(
-                    "throughput",
+                    THROUGHPUT,
                     tags,
                     _throughput_fields(per_hour, demand, loc.departures.total, elapsed),
                     t_us,
@@ -119,14 +131,14 @@ def snapshot_points(engine: LineEngine, now: float) -> list[str]:
             totals = loc.clock.totals(now)
             fields: dict[str, float | int | str] = {"state": loc.clock.state}
             fields.update({f"{name}_s": seconds for name, seconds in totals.items()})
-            out.append(line("station", tags, fields, t_us))
+            out.append(line(STATION, tags, fields, t_us))
             if loc.departures.total:
                 value_added += totals["working"] / loc.departures.total
     out.extend(_bottleneck_lines(engine, now, t_us))
     line_tags = {**base, "location": LINE}
     out.append(
         line(
-            "throughput",
+            THROUGHPUT,
             line_tags,
             _throughput_fields(st.shipped.per_hour(now), demand, st.shipped.total, elapsed),
             t_us,
@@ -137,7 +149,7 @@ def snapshot_points(engine: LineEngine, now: float) -> list[str]:
         "oldest_age_s": st.on_line.oldest_age_s(now) or 0.0,
         "parts": st.on_line.count(),
     }
-    out.append(line("flow_time", line_tags, {k: v for k, v in flow.items() if v is not None}, t_us))
+    out.append(line(FLOW_TIME, line_tags, {k: v for k, v in flow.items() if v is not None}, t_us))
     hours = elapsed / 3600
     if hours > 0:
         law = littles_law_s(wip_hours / hours, st.shipped.total / hours)
@@ -149,7 +161,7 @@ def snapshot_points(engine: LineEngine, now: float) -> list[str]:
             "value_added_ratio": value_added_ratio(value_added, measured),
             "avg_wip": wip_hours / hours,
         }
-        out.append(line("lead_time", base, {k: v for k, v in fields_lt.items() if v is not None}, t_us))
+        out.append(line(LEAD_TIME, base, {k: v for k, v in fields_lt.items() if v is not None}, t_us))
     return out
 
 
@@ -179,7 +191,7 @@ def alert_points(engine: LineEngine) -> list[str]:
             "condition": inst.condition,
             "summary": inst.summary,
         }
-        out.append(line("alerts", tags, fields, _us(tr.at)))
+        out.append(line(ALERTS, tags, fields, _us(tr.at)))
     return out
 
 
@@ -200,7 +212,7 @@ def quality_points(engine: LineEngine, last_us: dict[str, int]) -> list[str]:
     counts = Counter((i.location, i.reason) for i in issues)
     return [
         line(
-            "data_quality",
+            DATA_QUALITY,
             {"site": st.site, "line": st.line, "location": loc, "reason": reason},
             {"count": n},
             t_us,
@@ -264,4 +276,4 @@ def _bottleneck_lines(engine: LineEngine, now: float, t_us: int) -> Iterator[str
             "window_sole_share": w_sole,
             "window_shifting_share": w_shifting,
         }
-        yield line("bottleneck", {"site": st.site, "line": st.line, "location": loc_def.id}, fields, t_us)
+        yield line(BOTTLENECK, {"site": st.site, "line": st.line, "location": loc_def.id}, fields, t_us)

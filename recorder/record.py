@@ -153,7 +153,7 @@ class Recorder:
 
     def _write(self, item: tuple[float, mqtt.MQTTMessage]) -> None:
         received, message = item
-        payload = message.payload
+        payload = bytes(message.payload)  # paho types it bytes | bytearray; bytes(bytes) is no copy
         self.payload_bytes += len(payload)
         self.writer.write(Message(message.topic, payload, message.qos, bool(message.retain), received))
 

@@ -23,7 +23,7 @@ from typing import Any
 import simpy
 import simpy.rt
 
-from wipwatch.events import Event, PartIn, PartOut, StationState, StationStateName
+from wipwatch.events import STATION_STATES, Event, PartIn, PartOut, StationState, StationStateName
 from wipwatch.simulators.truth import GroundTruth, LocationTruth, PartRecord, StationTruth
 from wipwatch.site import Line, Location, LocationKind, ProcessTime, Shift, Site
 
@@ -34,7 +34,7 @@ Delivery = tuple[float, int, str]
 _ID_NAMESPACE = uuid.UUID("6f1d2a8e-5c7b-4f0e-9a49-3c2d7f5b8e10")
 _UNBOUNDED = None
 #: A station shows the most productive state among its machines (docs/simulators.md).
-_STATE_PRIORITY: tuple[StationStateName, ...] = ("working", "changeover", "down", "idle")
+_STATE_PRIORITY: tuple[StationStateName, ...] = STATION_STATES
 
 __all__ = ["GroundTruth", "LineModel", "sample", "simulate_site"]
 

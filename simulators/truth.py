@@ -12,9 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from wipwatch.events import ACTIVE_STATES
-
-STATION_CATEGORIES = ("working", "changeover", "down", "blocked", "starved", "off_shift")
+from wipwatch.events import ACTIVE_STATES, STATION_CATEGORIES
 
 
 def percentile(values: list[float], q: float) -> float | None:

@@ -20,7 +20,7 @@ from tests.conftest import namespace, stack_env, stack_topics
 from tests.polling import eventually
 from wipwatch.events import Event, pack_by_line
 from wipwatch.influx import InfluxTarget, last_values, query
-from wipwatch.kafka import ensure_topics, line_partition
+from wipwatch.kafka import ensure_topics, send_line_records
 from wipwatch.services import ChildProcess, NativeStack, python_module_argv, spawn
 from wipwatch.settings import load_settings
 from wipwatch.site import Site
@@ -45,11 +45,7 @@ def produce(
         )
         await producer.start()
         try:
-            sends = []
-            for key, value in records:
-                partition = line_partition(site, key.decode().split("/", 1)[1], partitions)
-                sends.append(await producer.send(topic, value, key=key, partition=partition))
-            await asyncio.gather(*sends)
+            await send_line_records(producer, site, topic, records, partitions)
         finally:
             await producer.stop()
 

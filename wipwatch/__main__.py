@@ -1,3 +1,5 @@
+"""``python -m wipwatch``: the CLI."""
+
 from wipwatch.cli import main
 
 main()

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Annotated, Final, Literal
 import msgspec
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from wipwatch.identifiers import IDENT_PATTERN
+
 if TYPE_CHECKING:
     from wipwatch.site import Line, Site
 
@@ -24,8 +26,7 @@ ALERT_SCHEMA_VERSION: Final = 1
 #: Location tag / topic level of an alert about a whole line.
 LINE_SCOPE: Final = "_line"
 
-_IDENT = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-_RuleId = Annotated[str, Field(pattern=_IDENT)]
+_RuleId = Annotated[str, Field(pattern=IDENT_PATTERN)]
 _LabelName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
 
 

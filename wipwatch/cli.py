@@ -27,6 +27,7 @@ from rich.table import Table
 
 from wipwatch.alerts_cli import alerts_app
 from wipwatch.errors import ServiceError, WipwatchError
+from wipwatch.identifiers import IDENT_PATTERN
 from wipwatch.settings import Settings, load_settings
 from wipwatch.site import load_site
 
@@ -1038,7 +1039,7 @@ def replay_stack(run_dir: Path, recording: Path, database: str | None) -> tuple[
     if database is None:
         stem = recording.name.split(".")[0]
         database = "replay-" + (re.sub(r"[^A-Za-z0-9_-]+", "-", stem).strip("-") or "recording")
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", database) or ".." in database:
+    if not re.fullmatch(IDENT_PATTERN, database) or ".." in database:
         raise typer.BadParameter(f"--database {database!r}: use letters, digits, '_', '-', '.' (max 64)")
     run = run_dir / "replays" / database
     if run.exists():

@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from wipwatch.errors import RecordingError, SiteFileError
+from wipwatch.measurements import FLOW_TIME, LEAD_TIME, STATION, THROUGHPUT
 from wipwatch.processors.metrics.benchmarking import (
     LineBenchmark,
     OperatingPoint,
@@ -145,13 +146,13 @@ def _line_inputs_from_influx(
     by_loc = 'GROUP BY "line", "location"'
     clocks = latest(
         'SELECT last("working_s") AS "working_s", last("changeover_s") AS "changeover_s", '
-        f'last("down_s") AS "down_s" FROM "station" {where} {by_loc}'
+        f'last("down_s") AS "down_s" FROM "{STATION}" {where} {by_loc}'
     )
-    totals = latest(f'SELECT last("total") AS "total" FROM "throughput" {where} {by_loc}')
-    dwell = latest(f'SELECT last("mean_s") AS "mean_s" FROM "flow_time" {where} {by_loc}')
+    totals = latest(f'SELECT last("total") AS "total" FROM "{THROUGHPUT}" {where} {by_loc}')
+    dwell = latest(f'SELECT last("mean_s") AS "mean_s" FROM "{FLOW_TIME}" {where} {by_loc}')
     lead = latest(
         'SELECT last("avg_wip") AS "avg_wip", last("littles_law_s") AS "littles_law_s", '
-        f'last("measured_s") AS "measured_s" FROM "lead_time" {where} GROUP BY "line"',
+        f'last("measured_s") AS "measured_s" FROM "{LEAD_TIME}" {where} GROUP BY "line"',
         ("line",),
     )
     out = {}

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Final
 
 from wipwatch.events import ALERTS_TOPIC_ROOT, EVENT_TOPIC_FILTER, TOPIC_ROOT
+from wipwatch.identifiers import IDENT_PATTERN
 
 #: mosquitto 2.x password hashes: ``$7$`` = PBKDF2-SHA512 with this many iterations, 12-byte salt.
 _PBKDF2_ITERATIONS: Final = 101
@@ -39,7 +40,7 @@ HEALTHCHECK_USER: Final = "healthcheck"
 INFLUX_WRITER_USER: Final = "wipwatch-writer"
 INFLUX_READER_USER: Final = "wipwatch-reader"
 
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_NAME = re.compile(IDENT_PATTERN)
 
 
 @dataclass(frozen=True)

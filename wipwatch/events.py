@@ -19,11 +19,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, get_args
 
 import msgspec
 
 from wipwatch.errors import EventError, Rejection
+from wipwatch.identifiers import IDENT_PATTERN
 from wipwatch.site import Site
 
 SCHEMA_VERSION: Final = 1
@@ -47,14 +48,23 @@ LATEST_TS: Final = LATEST_TIME.timestamp()
 #: How much of a topic or payload a rejection reason quotes.
 _QUOTE = 120
 
-_IDENT = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-Ident = Annotated[str, msgspec.Meta(pattern=_IDENT)]
+#: msgspec matches with Python's ``re``, whose ``$`` also matches before a final newline ("l1\n" passed);
+#: ``\Z`` does not. (The site file's pydantic uses a regex engine without that gap.)
+Ident = Annotated[str, msgspec.Meta(pattern=IDENT_PATTERN.removesuffix("$") + r"\Z")]
 EventId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 PartId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 EventTime = Annotated[datetime, msgspec.Meta(tz=True)]
-StationStateName = Literal["working", "down", "changeover", "idle"]
+#: The states a station reports, most productive first (a station of several machines shows the first
+#: state any of its machines is in, docs/simulators.md).
+StationStateName = Literal["working", "changeover", "down", "idle"]
+STATION_STATES: Final[tuple[StationStateName, ...]] = get_args(StationStateName)
 #: States in which a station is *active* in the active-period method (docs/metrics.md, "Bottleneck").
 ACTIVE_STATES: frozenset[StationStateName] = frozenset({"working", "changeover", "down"})
+#: What the processors (and the simulator's ground truth) split a station's time into: its reported state
+#: while active; while idle, ``blocked`` holding parts, else ``starved`` on shift, else ``off_shift``
+#: (docs/simulators.md, "Station states, starved and blocked").
+StationCategory = Literal["working", "changeover", "down", "blocked", "starved", "off_shift"]
+STATION_CATEGORIES: Final[tuple[StationCategory, ...]] = get_args(StationCategory)
 
 
 class _EventBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", forbid_unknown_fields=True):
@@ -215,6 +225,18 @@ def pack_events(payloads: list[bytes]) -> bytes:
 def line_key(site: str, line: str) -> bytes:
     """Kafka key of a line's events: ``<site>/<line>``."""
     return f"{site}/{line}".encode()
+
+
+def parse_line_key(key: bytes) -> tuple[str, str]:
+    """``(site, line)`` of a Kafka key built by ``line_key``.
+
+    Raises:
+        EventError: the key has no ``/``.
+    """
+    site, slash, line = key.decode(errors="replace").partition("/")
+    if not slash:
+        raise EventError(f"Kafka key {key!r} is not <site>/<line>")
+    return site, line
 
 
 def pack_by_line(events: Iterable[Event], per_record: int) -> list[tuple[bytes, bytes]]:

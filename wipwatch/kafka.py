@@ -6,11 +6,14 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Iterable
+from typing import Any, Protocol
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 
 from wipwatch.errors import ServiceError
+from wipwatch.events import parse_line_key
 from wipwatch.settings import Settings
 from wipwatch.site import Site
 
@@ -92,3 +95,51 @@ def line_partition(site: Site, line_id: str, partitions: int) -> int | None:
         if line.id == line_id:
             return index % partitions
     return None
+
+
+class RecordProducer(Protocol):
+    """What wipwatch uses of a Kafka producer: aiokafka's ``AIOKafkaProducer`` (which has no type hints)."""
+
+    async def send(
+        self, topic: str, value: bytes | None = None, key: bytes | None = None, partition: int | None = None
+    ) -> asyncio.Future[Any]: ...
+
+    async def partitions_for(self, topic: str) -> set[int]: ...
+
+
+async def send_line_record(
+    producer: RecordProducer,
+    site: Site | None,
+    topic: str,
+    key: bytes,
+    value: bytes,
+    partitions: int | None = None,
+) -> asyncio.Future[Any]:
+    """Produce one events-topic record of a line, keyed ``site/line`` (``line_key``), on the line's partition.
+
+    The partition comes from ``line_partition`` when ``site`` describes the key's site; otherwise (no site
+    file, another site, a line it does not have) the producer partitions by key. ``partitions`` is the
+    topic's partition count, asked of the producer when not given. Returns the delivery future.
+
+    Raises:
+        EventError: ``key`` is not ``site/line``.
+    """
+    partition = None
+    site_id, line_id = parse_line_key(key)
+    if site is not None and site_id == site.site:
+        if partitions is None:
+            partitions = len(await producer.partitions_for(topic))
+        partition = line_partition(site, line_id, partitions)
+    return await producer.send(topic, value, key=key, partition=partition)
+
+
+async def send_line_records(
+    producer: RecordProducer,
+    site: Site | None,
+    topic: str,
+    records: Iterable[tuple[bytes, bytes]],
+    partitions: int,
+) -> None:
+    """Produce ``(key, value)`` records as ``send_line_record`` does, in order; wait until all are acked."""
+    sends = [await send_line_record(producer, site, topic, key, value, partitions) for key, value in records]
+    await asyncio.gather(*sends)

@@ -16,9 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from wipwatch.alert_rules import Alerts
 from wipwatch.errors import SiteFileError
+from wipwatch.identifiers import IDENT_PATTERN
 
-#: Identifiers appear in MQTT topics and InfluxDB tags: no '/', '+', '#', spaces or commas.
-Ident = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+Ident = Annotated[str, Field(pattern=IDENT_PATTERN)]
 
 #: Site ids that would collide with wipwatch's own topics.
 RESERVED_SITE_IDS = frozenset({"alerts"})

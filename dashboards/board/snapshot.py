@@ -15,6 +15,17 @@ from typing import Any
 
 from wipwatch.errors import ServiceError
 from wipwatch.influx import InfluxTarget, detect_version, query, rows
+from wipwatch.measurements import (
+    ALERTS,
+    BOTTLENECK,
+    COST,
+    FLOW_TIME,
+    LEAD_TIME,
+    QUEUE,
+    STATION,
+    THROUGHPUT,
+    WIP,
+)
 from wipwatch.processors.metrics.benchmarking import (
     OperatingPoint,
     line_benchmark,
@@ -55,16 +66,16 @@ class Latest:
 
 
 MEASUREMENTS: tuple[Latest, ...] = (
-    Latest("wip", "parts", ("value",)),
-    Latest("queue", "growth_per_hour", ("since_shrink_s",)),
-    Latest("throughput", "parts_per_hour", ("demand_per_hour", "production_ratio")),
-    Latest("flow_time", "p90_s", ("p50_s", "p99_s", "oldest_age_s")),
-    Latest("lead_time", "littles_law_s", ("measured_s", "value_added_ratio", "avg_wip"), ("line",)),
-    Latest("bottleneck", "momentary", ("share", "active_period_s")),
-    Latest("station", "working_s", ("state", "starved_s", "blocked_s", "down_s")),
-    Latest("cost", "tied_up", ("holding_cost",)),
+    Latest(WIP, "parts", ("value",)),
+    Latest(QUEUE, "growth_per_hour", ("since_shrink_s",)),
+    Latest(THROUGHPUT, "parts_per_hour", ("demand_per_hour", "production_ratio")),
+    Latest(FLOW_TIME, "p90_s", ("p50_s", "p99_s", "oldest_age_s")),
+    Latest(LEAD_TIME, "littles_law_s", ("measured_s", "value_added_ratio", "avg_wip"), ("line",)),
+    Latest(BOTTLENECK, "momentary", ("share", "active_period_s")),
+    Latest(STATION, "working_s", ("state", "starved_s", "blocked_s", "down_s")),
+    Latest(COST, "tied_up", ("holding_cost",)),
     # the latest transition of each alert (docs/alerts.md): firing = 1 means active now
-    Latest("alerts", "firing", ("summary", "value", "threshold"), ("line", "location", "rule", "severity")),
+    Latest(ALERTS, "firing", ("summary", "value", "threshold"), ("line", "location", "rule", "severity")),
 )
 #: Worst first: the order active alerts are listed in, and which one marks a location.
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
@@ -149,7 +160,7 @@ class SnapshotSource:
         found = rows(
             query(
                 self.target,
-                f'SELECT last("parts") AS "parts" FROM "wip" WHERE "site" = \'{self.site.site}\' '
+                f'SELECT last("parts") AS "parts" FROM "{WIP}" WHERE "site" = \'{self.site.site}\' '
                 f"AND time > {start_us}u AND time <= {latest_us}u "
                 f'GROUP BY time({bucket_s}s), "line", "location" fill(previous)',
             )
@@ -171,7 +182,7 @@ class SnapshotSource:
                 log.warning("snapshot query failed measurement=%s error=%s", spec.measurement, exc)
                 error = INFLUX_ERROR
                 data[spec.measurement] = {}
-        wip_times = [r["time"] for r in data["wip"].values() if isinstance(r.get("time"), int)]
+        wip_times = [r["time"] for r in data[WIP].values() if isinstance(r.get("time"), int)]
         latest_us = max(wip_times) if wip_times else None
         trends: dict[tuple[str, str], list[float | None]] = {}
         if latest_us is not None and error is None:
@@ -186,7 +197,7 @@ class SnapshotSource:
         fingerprint = hash(repr(sorted((m, repr(rows)) for m, rows in data.items())))
         if latest_us is not None and (latest_us, fingerprint) != (self._data_time_us, self._fingerprint):
             self._data_time_us, self._fingerprint, self._advanced_at = latest_us, fingerprint, now
-        alerts = self._alerts(data["alerts"])
+        alerts = self._alerts(data[ALERTS])
         lines = [self._line(line.id, data, trends, alerts) for line in self.site.lines]
         tied = [loc["value"] for line in lines for loc in line["locations"] if loc["value"] is not None]
         wip = [loc["wip"] for line in lines for loc in line["locations"] if loc["wip"] is not None]
@@ -241,11 +252,11 @@ class SnapshotSource:
         def get(measurement: str, location: str, field: str) -> Any:
             return data[measurement].get((line_id, location), {}).get(field)
 
-        lead = data["lead_time"].get((line_id,), {})
+        lead = data[LEAD_TIME].get((line_id,), {})
         locations = []
         for loc in line.locations:
-            wip = get("wip", loc.id, "parts")
-            momentary = get("bottleneck", loc.id, "momentary")
+            wip = get(WIP, loc.id, "parts")
+            momentary = get(BOTTLENECK, loc.id, "momentary")
             locations.append(
                 {
                     "id": loc.id,
@@ -253,19 +264,19 @@ class SnapshotSource:
                     "kind": loc.kind.value,
                     "cap": loc.cap,
                     "wip": int(wip) if isinstance(wip, int | float) else None,
-                    "value": _num(get("wip", loc.id, "value")),
-                    "growth_per_hour": _num(get("queue", loc.id, "growth_per_hour")),
-                    "since_shrink_s": _num(get("queue", loc.id, "since_shrink_s")),
-                    "oldest_age_s": _num(get("flow_time", loc.id, "oldest_age_s")),
-                    "p90_s": _num(get("flow_time", loc.id, "p90_s")),
-                    "throughput_per_hour": _num(get("throughput", loc.id, "parts_per_hour")),
+                    "value": _num(get(WIP, loc.id, "value")),
+                    "growth_per_hour": _num(get(QUEUE, loc.id, "growth_per_hour")),
+                    "since_shrink_s": _num(get(QUEUE, loc.id, "since_shrink_s")),
+                    "oldest_age_s": _num(get(FLOW_TIME, loc.id, "oldest_age_s")),
+                    "p90_s": _num(get(FLOW_TIME, loc.id, "p90_s")),
+                    "throughput_per_hour": _num(get(THROUGHPUT, loc.id, "parts_per_hour")),
                     "bottleneck": None if momentary is None else bool(momentary),
-                    "bottleneck_share": _num(get("bottleneck", loc.id, "share")),
-                    "state": get("station", loc.id, "state"),
-                    "starved_s": _num(get("station", loc.id, "starved_s")),
-                    "blocked_s": _num(get("station", loc.id, "blocked_s")),
-                    "tied_up": _num(get("cost", loc.id, "tied_up")),
-                    "holding_cost": _num(get("cost", loc.id, "holding_cost")),
+                    "bottleneck_share": _num(get(BOTTLENECK, loc.id, "share")),
+                    "state": get(STATION, loc.id, "state"),
+                    "starved_s": _num(get(STATION, loc.id, "starved_s")),
+                    "blocked_s": _num(get(STATION, loc.id, "blocked_s")),
+                    "tied_up": _num(get(COST, loc.id, "tied_up")),
+                    "holding_cost": _num(get(COST, loc.id, "holding_cost")),
                     "trend": trends.get((line_id, loc.id), []),
                     "alert": marks.get(loc.id),
                 }
@@ -275,9 +286,9 @@ class SnapshotSource:
             "name": line.name or line.id,
             "demand_per_hour": line.demand_per_hour,
             "takt_s": line.takt_seconds,
-            "throughput_per_hour": _num(get("throughput", LINE_LOCATION, "parts_per_hour")),
-            "production_ratio": _num(get("throughput", LINE_LOCATION, "production_ratio")),
-            "flow_p90_s": _num(get("flow_time", LINE_LOCATION, "p90_s")),
+            "throughput_per_hour": _num(get(THROUGHPUT, LINE_LOCATION, "parts_per_hour")),
+            "production_ratio": _num(get(THROUGHPUT, LINE_LOCATION, "production_ratio")),
+            "flow_p90_s": _num(get(FLOW_TIME, LINE_LOCATION, "p90_s")),
             "littles_law_s": _num(lead.get("littles_law_s")),
             "measured_lead_s": _num(lead.get("measured_s")),
             "value_added_ratio": _num(lead.get("value_added_ratio")),

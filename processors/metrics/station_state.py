@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import msgspec
 
-CATEGORIES = ("working", "changeover", "down", "blocked", "starved", "off_shift")
-_STATES = frozenset({"working", "changeover", "down", "idle"})
+from wipwatch.events import STATION_CATEGORIES, STATION_STATES
+
+#: The categories, as the event schema's module defines them (shared with the simulator's ground truth).
+CATEGORIES = STATION_CATEGORIES
+_STATES = frozenset(STATION_STATES)
 
 
 def _zero_seconds() -> dict[str, float]:

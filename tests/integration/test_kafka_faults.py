@@ -19,7 +19,7 @@ from tests.conftest import stack_topics
 from tests.polling import eventually
 from tests.processors_rig import START, Rig, assert_same_metrics, packed, produce
 from wipwatch.events import Event, PartIn, PartOut, decode_record
-from wipwatch.kafka import ensure_topics, line_partition
+from wipwatch.kafka import ensure_topics, send_line_record
 from wipwatch.services import NativeStack
 from wipwatch.settings import REPO_ROOT
 from wipwatch.simulators.line import simulate_site
@@ -136,8 +136,7 @@ async def _produce_counting(
     await producer.start()
     try:
         for key, value in records:
-            partition = line_partition(site, key.decode().split("/", 1)[1], 4)
-            future = await producer.send(topic, value, key=key, partition=partition)
+            future = await send_line_record(producer, site, topic, key, value, 4)
             future.add_done_callback(lambda f, v=value: acked.append(v) if not f.exception() else None)
             await asyncio.sleep(0)
         await producer.flush()

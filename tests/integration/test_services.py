@@ -1,3 +1,6 @@
+"""The native servers (mosquitto, Kafka, InfluxDB) on loopback: binding, clear port errors, stop by PID, and
+the InfluxDB writer across an outage."""
+
 import os
 import urllib.request
 from pathlib import Path

@@ -1,3 +1,5 @@
+"""The CLI's duration and speed arguments: accepted forms and clear errors."""
+
 import pytest
 import typer
 

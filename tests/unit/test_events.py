@@ -1,3 +1,5 @@
+"""Event schema v1: round trips, topics, Kafka line keys, and the reasons invalid messages are rejected."""
+
 from datetime import UTC, datetime
 
 import pytest
@@ -9,6 +11,8 @@ from wipwatch.events import (
     StationState,
     decode_event,
     encode_event,
+    line_key,
+    parse_line_key,
     topic_for,
     validate_message,
 )
@@ -62,4 +66,19 @@ def test_invalid_messages_name_the_reason(topic: str, payload: bytes, reason: st
 def test_unknown_field_is_rejected() -> None:
     payload = encode_event(_in())[:-1] + b',"colour":"red"}'
     with pytest.raises(EventError, match="colour"):
+        decode_event(payload)
+
+
+def test_line_keys_round_trip_and_a_key_without_a_slash_is_named() -> None:
+    assert line_key("p1", "l1") == b"p1/l1"
+    assert parse_line_key(b"p1/l1") == ("p1", "l1")
+    assert parse_line_key(line_key("p1", "l.2-x")) == ("p1", "l.2-x")
+    with pytest.raises(EventError, match="b'p1l1' is not <site>/<line>"):
+        parse_line_key(b"p1l1")
+
+
+@pytest.mark.parametrize("field", ["site", "line", "location"])
+def test_an_identifier_with_a_trailing_newline_is_rejected_like_the_site_file_does(field: str) -> None:
+    payload = encode_event(_in(**{field: "l1\n"}))
+    with pytest.raises(EventError, match=f"schema: Expected `str` matching regex .* - at `\\$.{field}`"):
         decode_event(payload)

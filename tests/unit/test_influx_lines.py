@@ -1,3 +1,5 @@
+"""InfluxDB line protocol: escaping of measurements, tags and strings, and field typing."""
+
 import pytest
 
 from wipwatch.influx import escape_tag, line

@@ -1,3 +1,5 @@
+"""The simulator is reproducible by seed and its ground truth agrees with the events it emits."""
+
 from datetime import UTC, datetime
 
 import pytest

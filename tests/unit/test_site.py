@@ -1,3 +1,5 @@
+"""The site file: loading, flow order, and errors that name the file and the field path."""
+
 from pathlib import Path
 
 import pytest

@@ -7,18 +7,20 @@ from datetime import UTC, datetime
 import msgspec
 import pytest
 
-from wipwatch.events import Event, PartIn, PartOut, StationState
+from wipwatch.events import STATION_CATEGORIES, Event, PartIn, PartOut, StationState
 from wipwatch.processors.metrics.station_state import CATEGORIES, StationClock
 from wipwatch.simulators.line import simulate_site
-from wipwatch.simulators.truth import STATION_CATEGORIES
+from wipwatch.simulators.truth import StationTruth
 from wipwatch.site import parse_site
 
 pytestmark = pytest.mark.unit
 START = datetime(2026, 11, 25, 6, 0, tzinfo=UTC)
 
 
-def test_categories_are_the_ground_truths() -> None:
-    assert CATEGORIES == STATION_CATEGORIES
+def test_processors_and_ground_truth_share_one_vocabulary() -> None:
+    expected = ("working", "changeover", "down", "blocked", "starved", "off_shift")
+    assert CATEGORIES == STATION_CATEGORIES == expected
+    assert tuple(StationTruth().seconds) == expected
 
 
 def test_a_timeline_by_hand() -> None:
