@@ -352,8 +352,7 @@ def start_kafka(run_dir: Path, port: int) -> ChildProcess:
     jvm.append("-Djava.net.preferIPv4Stack=true")
     jvm += [f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{libs}/*"]
     if not (data / "meta.properties").exists():
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        fmt = [*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(conf)]
+        fmt = [*jvm, "kafka.tools.StorageTool", "format", f"--cluster-id={kafka_cluster_id()}", "-c", str(conf)]
         result = subprocess.run(fmt, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise ServiceError(f"cannot format Kafka storage in {data}: {result.stdout}{result.stderr}")
@@ -362,6 +361,16 @@ def start_kafka(run_dir: Path, port: int) -> ChildProcess:
     wait_until(child, lambda: _kafka_ready(bootstrap), timeout=60.0)
     child.address = bootstrap
     return child
+
+
+def kafka_cluster_id() -> str:
+    """A random cluster id as Kafka's own ``Uuid.randomUuid`` makes it: base64url without padding, and never
+    starting with "-" (the storage tool's argument parser would read such an id as an option; one start in
+    64 failed that way in CI)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def _influx_ready(url: str) -> bool:
