@@ -127,7 +127,7 @@ class InboundMessage:
     the connection it came on, so an acknowledgement never goes to a later connection.
     """
 
-    __slots__ = ("raw_topic", "payload", "qos", "mid", "retain", "dup", "received_at", "connection")
+    __slots__ = ("connection", "dup", "mid", "payload", "qos", "raw_topic", "received_at", "retain")
 
     def __init__(
         self,
@@ -357,7 +357,7 @@ class PacketReader:
                         bool(first & 8),
                         received_at,
                         connection,
-                    )  # fmt: skip
+                    )
                 )
             else:
                 others.append((first, data[j:end]))
@@ -674,7 +674,7 @@ class MqttSubscriber:
             delay = min(delay * 2, 30.0)
 
     async def _drop(self) -> None:
-        """Close the connection; messages not yet taken at QoS 1/2 are dropped (the broker sends them again)."""
+        """Close the connection; messages not yet taken at QoS 1/2 are dropped (the broker resends them)."""
         writer, self._writer, self._reader = self._writer, None, None
         kept = [m for m in self._inbox if m.qos == 0]
         self._inbox = kept
