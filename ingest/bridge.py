@@ -1,26 +1,30 @@
 """The ingest bridge: one MQTT subscriber (QoS 1, persistent session) feeding one Kafka producer.
 
-Delivery: paho acknowledges a message to mosquitto only after Kafka has confirmed the record built from it
-(``manual_ack``), so a crash re-delivers instead of losing; the processors drop the duplicates by event id.
-Several instances share the subscription (``$share/<group>/...``) and split the load. The paho callback
-only appends the message to a deque and wakes the asyncio loop when the deque was idle (one thread hop per
-burst, not per message); validation and producing run in the loop, in batches.
+Delivery: a message is acknowledged to mosquitto only after Kafka has confirmed the record built from it,
+so a crash re-delivers instead of losing; the processors drop the duplicates by event id. Several
+instances share the subscription (``$share/<group>/...``) and split the load. The subscriber
+(:class:`wipwatch.mqtt_subscriber.MqttSubscriber`) runs in the bridge's asyncio loop: each socket read is
+parsed in bulk, the bridge takes the messages in batches, validates and produces them, and a batch's
+acknowledgements go out in one write once Kafka confirmed all of its records. Batches overlap: the next
+one is validated while Kafka confirms the previous ones, and acknowledgements leave in batch order.
+Mosquitto has at most ``RECEIVE_MAXIMUM`` messages unacknowledged in flight to one instance, which is the
+bridge's back-pressure.
 
 A stopped instance's persistent session keeps its share of the subscription: mosquitto goes on queueing
 that instance's share of the messages for it until it comes back or its session expires
 (``ingest_session_expiry_s``, never by default), and drops what it queued at expiry (docs/operations.md).
 
-No message can stop the bridge: whatever ``validate_message`` refuses, and anything unexpected while
-checking one message (reason ``internal``), goes to the dead-letter topic with its reason, cut to
-``DEADLETTER_PAYLOAD_BYTES`` with its size and sha256, and the messages after it flow on. Were a message
-to crash the loop instead, mosquitto would deliver it again to the restarted bridge, forever.
+No message can stop the bridge: whatever ``validate_message`` refuses, a topic that is not UTF-8, and
+anything unexpected while checking one message (reason ``internal``), goes to the dead-letter topic with
+its reason, cut to ``DEADLETTER_PAYLOAD_BYTES`` with its size and sha256, and the messages after it flow
+on. Were a message to crash the loop instead, mosquitto would deliver it again to the restarted bridge,
+forever. A protocol error from the broker makes the subscriber reconnect, not the bridge stop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import collections
 import contextlib
 import hashlib
 import json
@@ -32,25 +36,26 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import paho.mqtt.client as mqtt
 from aiokafka import AIOKafkaProducer  # untyped: used through wipwatch.kafka.RecordProducer
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from wipwatch.errors import EventError, Rejection
 from wipwatch.events import ALERTS_TOPIC_ROOT, EVENT_TOPIC_FILTER, line_key, pack_events, validate_message
 from wipwatch.kafka import RecordProducer, ensure_event_topics, send_line_record
-from wipwatch.mqtt import MqttSecurity, refusal_hint
+from wipwatch.mqtt import MqttSecurity
+from wipwatch.mqtt_subscriber import InboundMessage, MqttSubscriber
 from wipwatch.services import ChildProcess, wait_until
 from wipwatch.settings import Settings
 from wipwatch.site import Site
 
 log = logging.getLogger(__name__)
 
-#: How many unacknowledged QoS 1 messages mosquitto may send us at once (MQTT v5 Receive Maximum).
-RECEIVE_MAXIMUM = 1000
-_BATCH = 1000
+#: How many unacknowledged QoS 1 messages mosquitto may send us at once (MQTT v5 Receive Maximum):
+#: the most MQTT allows, measured faster than 1,000 (docs/architecture.md, "Where the time goes").
+RECEIVE_MAXIMUM = 65_535
+#: Messages validated and produced as one batch, acknowledged together once Kafka confirmed them.
+_BATCH = 5000
+#: Batches whose Kafka confirmation may be pending at once (the rest wait: back-pressure from Kafka).
+_BATCHES_IN_FLIGHT = 8
 #: How much of a rejected payload (and topic) a dead-letter record keeps; the record says the full size.
 DEADLETTER_PAYLOAD_BYTES = 4096
 DEADLETTER_TOPIC_CHARS = 1024
@@ -136,16 +141,14 @@ class IngestBridge:
         self.settings = settings
         self.site = site
         self.stats = IngestStats()
-        # paho's thread appends, the loop pops: deque appends and pops are atomic, no lock needed.
-        self._pending: collections.deque[mqtt.MQTTMessage] = collections.deque()
-        self._wake = asyncio.Event()
-        self._woken = False
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._client: mqtt.Client | None = None
+        self._subscriber: MqttSubscriber | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Bridge until ``stop`` is set; then finish the messages in hand and disconnect."""
-        self._loop = asyncio.get_running_loop()
+        """Bridge until ``stop`` is set; then finish the messages in hand and disconnect.
+
+        Raises:
+            ServiceError: the broker refuses the connection (credentials) or the subscription (ACL).
+        """
         s = self.settings
         await ensure_event_topics(s)
         producer = AIOKafkaProducer(
@@ -156,58 +159,91 @@ class IngestBridge:
             max_batch_size=256 * 1024,
         )
         await producer.start()
-        client = self._start_mqtt()
-        report_at = time.monotonic() + 1
+        subscriber = MqttSubscriber(
+            s.mqtt_host,
+            s.mqtt_port,
+            s.ingest_client_id,
+            [f"$share/{s.ingest_share_group}/{EVENT_TOPIC_FILTER}"],
+            s.mqtt_qos,
+            session_expiry_s=s.ingest_session_expiry_s,
+            receive_maximum=RECEIVE_MAXIMUM,
+            security=MqttSecurity.from_settings(s),
+        )
+        self._subscriber = subscriber
+        in_flight: list[asyncio.Task[None]] = []
         try:
+            if not await self._start(subscriber, stop):
+                return
+            self.stats.subscribed = True
+            self.write_status()
+            report_at = time.monotonic() + 1
             while not stop.is_set():
-                if not self._pending:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), timeout=0.5)
-                self._wake.clear()
-                # cleared before popping: a message appended from now on wakes the loop again
-                self._woken = False
-                while self._pending:
-                    pending = self._pending
-                    batch = [pending.popleft() for _ in range(min(_BATCH, len(pending)))]
-                    await self._forward(producer, client, batch)
+                batch = await subscriber.receive(_BATCH, timeout=0.5)
+                if batch:
+                    sends = await self._forward(producer, batch)
+                    previous = in_flight[-1] if in_flight else None
+                    in_flight.append(asyncio.create_task(self._confirm(subscriber, sends, batch, previous)))
+                in_flight = self._settled(in_flight)
+                while len(in_flight) >= _BATCHES_IN_FLIGHT:
+                    await asyncio.wait(in_flight[:1])
+                    in_flight = self._settled(in_flight)
                 if time.monotonic() > report_at:
+                    self.stats.subscribed = subscriber.subscribed
                     self.write_status()
                     report_at = time.monotonic() + 1
+            if in_flight:
+                await asyncio.gather(*in_flight)
         finally:
+            for task in in_flight:
+                task.cancel()
             self.stats.subscribed = False
             self.write_status()
-            client.disconnect()
-            client.loop_stop()
+            await subscriber.close()
             await producer.stop()
             log.info("ingest stopped accepted=%d rejected=%d", self.stats.accepted, self.stats.rejected)
 
-    def _start_mqtt(self) -> mqtt.Client:
-        s = self.settings
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=s.ingest_client_id,
-            protocol=mqtt.MQTTv5,
-            manual_ack=True,
-        )
-        client.max_inflight_messages_set(RECEIVE_MAXIMUM)
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
-        client.on_connect = self._on_connect
-        client.on_message = self._on_message
-        client.on_disconnect = self._on_disconnect
-        client.on_subscribe = self._on_subscribe
-        MqttSecurity.from_settings(s).apply(client)
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = s.ingest_session_expiry_s
-        props.ReceiveMaximum = RECEIVE_MAXIMUM
-        client.connect_async(s.mqtt_host, s.mqtt_port, keepalive=30, clean_start=False, properties=props)
-        client.loop_start()
-        self._client = client
-        return client
+    @staticmethod
+    async def _start(subscriber: MqttSubscriber, stop: asyncio.Event) -> bool:
+        """Connect and subscribe, waiting for the broker as long as it takes; False if stopped first."""
+        starting = asyncio.ensure_future(subscriber.start(patient=True))
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not starting.done():
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starting
+            return False
+        starting.result()
+        return True
+
+    @staticmethod
+    def _settled(in_flight: list[asyncio.Task[None]]) -> list[asyncio.Task[None]]:
+        """The tasks still pending; a failed confirmation (Kafka refused a record) ends the bridge."""
+        for task in in_flight:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+        return [task for task in in_flight if not task.done()]
+
+    @staticmethod
+    async def _confirm(
+        subscriber: MqttSubscriber,
+        sends: list[asyncio.Future[Any]],
+        batch: list[InboundMessage],
+        previous: asyncio.Task[None] | None,
+    ) -> None:
+        """Acknowledge ``batch`` once Kafka confirmed each of its records, after the batch before it."""
+        if sends:
+            await asyncio.gather(*sends)
+        if previous is not None:
+            with contextlib.suppress(Exception):  # its failure is raised by _settled
+                await previous
+        subscriber.ack(batch)
 
     async def _dead_letter(
         self,
         producer: RecordProducer,
-        message: mqtt.MQTTMessage,
+        topic: str,
         payload: bytes,
         reason: str,
         kind: Rejection,
@@ -215,10 +251,6 @@ class IngestBridge:
     ) -> asyncio.Future[Any]:
         self.stats.rejected += 1
         self.stats.reasons[kind.value] = self.stats.reasons.get(kind.value, 0) + 1
-        try:
-            topic = message.topic
-        except UnicodeDecodeError:  # paho decodes the topic on access; MQTT requires UTF-8
-            topic = message._topic.decode("utf-8", "replace")
         log.warning("dead-letter kind=%s topic=%.200s reason=%.500s", kind.value, topic, reason)
         s = self.settings
         record = deadletter_record(topic, payload, reason, now, s.ingest_client_id, kind)
@@ -233,30 +265,6 @@ class IngestBridge:
         topic = self.settings.events_topic
         return await send_line_record(producer, self.site, topic, line_key(*where), pack_events(pack))
 
-    def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
-        if reason.is_failure:
-            log.error("mqtt connect refused reason=%s", refusal_hint(reason))
-            return
-        topic = f"$share/{self.settings.ingest_share_group}/{EVENT_TOPIC_FILTER}"
-        client.subscribe(topic, qos=self.settings.mqtt_qos)
-        log.info(
-            "mqtt connected host=%s port=%d subscribing=%s",
-            self.settings.mqtt_host,
-            self.settings.mqtt_port,
-            topic,
-        )
-
-    def _on_subscribe(self, _c: mqtt.Client, _u: Any, _mid: int, reasons: Any, _p: Any) -> None:
-        if any(r.is_failure for r in reasons):
-            log.error("mqtt subscribe refused reasons=%s", reasons)
-            return
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._mark_subscribed)
-
-    def _mark_subscribed(self) -> None:
-        self.stats.subscribed = True
-        self.write_status()
-
     def write_status(self) -> None:
         """Report subscription state and counts in the run directory (read by ``up``, tests and ops)."""
         path = status_path(self.settings.run_dir, self.settings.ingest_client_id)
@@ -265,41 +273,38 @@ class IngestBridge:
         tmp.write_text(json.dumps({"pid": os.getpid(), "time": time.time(), **self.stats.__dict__}))
         tmp.replace(path)
 
-    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
-        log.warning("mqtt disconnected reason=%s (paho reconnects with backoff)", reason)
-
-    def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
-        # paho's network thread: hand over and return at once; wake the loop once per burst.
-        self._pending.append(message)
-        if not self._woken:
-            self._woken = True
-            assert self._loop is not None
-            self._loop.call_soon_threadsafe(self._wake.set)
-
     async def _forward(
-        self, producer: RecordProducer, client: mqtt.Client, batch: list[mqtt.MQTTMessage]
-    ) -> None:
+        self, producer: RecordProducer, batch: list[InboundMessage]
+    ) -> list[asyncio.Future[Any]]:
+        """Validate ``batch``, send its records; returns the futures of Kafka's confirmations."""
         s = self.settings
         sends = []
         packs: dict[tuple[str, str], list[bytes]] = {}
         pack_bytes: dict[tuple[str, str], int] = {}
         now = time.time()
         for message in batch:
-            payload = bytes(message.payload)
+            payload = message.payload
             try:
                 topic = message.topic
+            except UnicodeDecodeError:
+                # mosquitto refuses such topics from publishers; a bridge behind another broker may not
+                topic = message.raw_topic.decode("utf-8", "replace")
+                reason = f"topic {topic[:200]!r} is not valid UTF-8"
+                sends.append(await self._dead_letter(producer, topic, payload, reason, Rejection.TOPIC, now))
+                continue
+            try:
                 if topic.startswith(ALERTS_TOPIC_ROOT + "/"):
                     self.stats.skipped += 1
                     continue
                 event = validate_message(topic, payload, self.site, now, s.max_clock_ahead_s)
             except EventError as exc:
-                sends.append(await self._dead_letter(producer, message, payload, exc.reason, exc.kind, now))
+                sends.append(await self._dead_letter(producer, topic, payload, exc.reason, exc.kind, now))
                 continue
             except Exception:  # a message must never stop the bridge (see the module docstring)
                 log.exception("unexpected error validating a message: dead-lettered as internal")
                 reason = "internal: unexpected error while validating (see the ingest log)"
                 sends.append(
-                    await self._dead_letter(producer, message, payload, reason, Rejection.INTERNAL, now)
+                    await self._dead_letter(producer, topic, payload, reason, Rejection.INTERNAL, now)
                 )
                 continue
             self.stats.accepted += 1
@@ -307,19 +312,15 @@ class IngestBridge:
             pack = packs.setdefault(where, [])
             if pack and pack_bytes[where] + len(payload) > _MAX_PACK_BYTES:
                 sends.append(await self._send_pack(producer, where, pack))
-                pack.clear()
+                pack = packs[where] = []
             if not pack:
                 pack_bytes[where] = 0
             pack.append(payload)
             pack_bytes[where] += len(payload) + 1
             if len(pack) >= s.ingest_events_per_record:
                 sends.append(await self._send_pack(producer, where, pack))
-                pack.clear()
+                pack = packs[where] = []
         for where, pack in packs.items():
             if pack:
                 sends.append(await self._send_pack(producer, where, pack))
-        if sends:
-            await asyncio.gather(*sends)
-        for message in batch:
-            if message.qos > 0:
-                client.ack(message.mid, message.qos)
+        return sends
