@@ -1,35 +1,37 @@
 """Record MQTT traffic to a file: every message with its receive time, topic, QoS and payload.
 
-The paho callback only stamps the receive time and appends to a queue (a fast publisher overruns a slow
-Python subscriber, INFRA.md); the caller's thread encodes and writes, and flushes the file at least every
-``flush_seconds`` so a recording stopped by Ctrl-C or killed stays readable up to the last flush.
-Subscription is QoS 1 on a persistent session (fixed client id, MQTT v5 session that outlives a
-reconnect) with a large Receive Maximum, like ingest.
+The subscriber (:class:`wipwatch.mqtt_subscriber.MqttSubscriber`, the same client as ingest) runs in an
+asyncio loop on a thread of its own and hands over the messages of each socket read as one batch; the
+caller's thread encodes and writes them, and flushes the file at least every ``flush_seconds`` so a
+recording stopped by Ctrl-C or killed stays readable up to the last flush. A message is acknowledged to
+the broker only once it is flushed to the file (and the file is flushed early when half the Receive
+Maximum waits for that): a recorder killed between receiving and flushing gets the message again on its
+next run with the same client id, within the session expiry. Subscription is QoS 1 on a persistent
+session (fixed client id, MQTT v5 session that outlives a reconnect), like ingest.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextlib
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Final
-
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
+from typing import Final
 
 from wipwatch.errors import ServiceError
 from wipwatch.events import EVENT_TOPIC_FILTER
-from wipwatch.mqtt import MqttSecurity, refusal_hint
+from wipwatch.mqtt import MqttSecurity
+from wipwatch.mqtt_subscriber import InboundMessage, MqttSubscriber
 from wipwatch.recorder.formats import Message, RecordingWriter
 
 log = logging.getLogger(__name__)
 
 #: Unacknowledged QoS 1 messages the broker may send at once (MQTT v5 Receive Maximum).
-RECEIVE_MAXIMUM: Final = 1000
+RECEIVE_MAXIMUM: Final = 65_535
 _SESSION_EXPIRY_SECONDS: Final = 3600
 DEFAULT_TOPICS: Final = (EVENT_TOPIC_FILTER,)
 
@@ -61,39 +63,40 @@ class Recorder:
         self.topics = list(topics)
         self.qos = qos
         self.flush_seconds = flush_seconds
-        self._queue: queue.SimpleQueue[tuple[float, mqtt.MQTTMessage] | None] = queue.SimpleQueue()
+        self.payload_bytes = 0
+        self._client_id = client_id
+        self._security = security or MqttSecurity()
+        self._security.ssl_context()  # bad TLS files fail here, in the caller's thread
+        self._queue: queue.SimpleQueue[list[InboundMessage] | None] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._subscribed = threading.Event()
-        self.payload_bytes = 0
-        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-        self._client.max_inflight_messages_set(RECEIVE_MAXIMUM)
-        self._client.reconnect_delay_set(min_delay=1, max_delay=30)
-        self._client.on_connect = self._on_connect
-        self._client.on_subscribe = self._on_subscribe
-        self._client.on_message = self._on_message
-        self._client.on_disconnect = self._on_disconnect
-        (security or MqttSecurity()).apply(self._client)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._subscriber: MqttSubscriber | None = None
+        self._closed: asyncio.Event | None = None
+        self._thread: threading.Thread | None = None
+        self._started: concurrent.futures.Future[None] = concurrent.futures.Future()
+        # written to the file, waiting for the next flush to be acknowledged
+        self._unflushed: list[InboundMessage] = []
 
     @property
     def received(self) -> int:
         return int(self.writer.messages)
 
-    def start(self) -> None:
-        """Connect and subscribe in paho's network thread.
+    def start(self, timeout: float = 30.0) -> None:
+        """Connect and subscribe in the subscriber's thread; returns once the broker granted the topics.
 
         Raises:
-            ServiceError: the broker cannot be reached.
+            ServiceError: the broker cannot be reached, or refuses the connection or the subscription.
         """
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = _SESSION_EXPIRY_SECONDS
-        props.ReceiveMaximum = RECEIVE_MAXIMUM
+        self._thread = threading.Thread(target=self._serve, name="mqtt-recorder", daemon=True)
+        self._thread.start()
         try:
-            self._client.connect(self.host, self.port, keepalive=30, clean_start=False, properties=props)
-        except OSError as exc:
+            self._started.result(timeout + 5)
+        except concurrent.futures.TimeoutError:
             raise ServiceError(
-                f"MQTT broker at {self.host}:{self.port} not reachable: {exc}; is it running?"
+                f"MQTT broker at {self.host}:{self.port} did not answer within {timeout:.0f}s"
             ) from None
-        self._client.loop_start()
+        self._subscribed.set()
 
     def wait_subscribed(self, timeout: float = 30.0) -> None:
         """Block until every topic filter is subscribed: start publishers only after this.
@@ -122,59 +125,87 @@ class Recorder:
                 break
             wait = min(next_flush, deadline or next_flush) - now
             try:
-                item = self._queue.get(timeout=max(wait, 0.001))
+                batch = self._queue.get(timeout=max(wait, 0.001))
             except queue.Empty:
-                item = None
-            while item is not None:
-                self._write(item)
+                batch = None
+            while batch is not None:
+                self._write(batch)
                 try:
-                    item = self._queue.get_nowait()
+                    batch = self._queue.get_nowait()
                 except queue.Empty:
-                    item = None
-            if time.monotonic() >= next_flush:
-                self.writer.flush()
+                    batch = None
+            if time.monotonic() >= next_flush or len(self._unflushed) >= RECEIVE_MAXIMUM // 2:
+                self._flush()
                 next_flush = time.monotonic() + self.flush_seconds
                 if on_flush is not None:
                     on_flush(self)
 
     def close(self) -> None:
-        """Unsubscribe, write what already arrived, flush and close the file."""
-        self._client.disconnect()
-        self._client.loop_stop()
+        """Write what already arrived, flush, acknowledge, disconnect and close the file."""
         while True:
             try:
-                item = self._queue.get_nowait()
+                batch = self._queue.get_nowait()
             except queue.Empty:
                 break
-            if item is not None:
-                self._write(item)
+            if batch is not None:
+                self._write(batch)
+        self._flush()
+        loop, closed = self._loop, self._closed
+        if loop is not None and closed is not None:
+            with contextlib.suppress(RuntimeError):  # the loop already ended
+                loop.call_soon_threadsafe(closed.set)
+        if self._thread is not None:
+            self._thread.join(10)
         self.writer.close()
         log.info("recording closed path=%s messages=%d", self.writer.path, self.writer.messages)
 
-    def _write(self, item: tuple[float, mqtt.MQTTMessage]) -> None:
-        received, message = item
-        payload = bytes(message.payload)  # paho types it bytes | bytearray; bytes(bytes) is no copy
-        self.payload_bytes += len(payload)
-        self.writer.write(Message(message.topic, payload, message.qos, bool(message.retain), received))
+    def _write(self, batch: list[InboundMessage]) -> None:
+        write = self.writer.write
+        for message in batch:
+            self.payload_bytes += len(message.payload)
+            topic = message.raw_topic.decode("utf-8", "replace")  # mosquitto passes only UTF-8 topics
+            write(Message(topic, message.payload, message.qos, message.retain, message.received_at))
+        self._unflushed.extend(batch)
 
-    # paho's network thread: stamp and hand over, nothing else
-    def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
-        self._queue.put((time.time(), message))
+    def _flush(self) -> None:
+        """Flush the file, then acknowledge everything it now holds."""
+        self.writer.flush()
+        done, self._unflushed = self._unflushed, []
+        loop, subscriber = self._loop, self._subscriber
+        if done and loop is not None and subscriber is not None:
+            with contextlib.suppress(RuntimeError):  # the loop already ended: the broker sends them again
+                loop.call_soon_threadsafe(subscriber.ack, done)
 
-    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
-        if reason.is_failure:
-            log.error("mqtt connect refused reason=%s", refusal_hint(reason))
-            return
-        client.subscribe([(topic, self.qos) for topic in self.topics])
-        log.info("mqtt connected host=%s port=%d subscribing=%s", self.host, self.port, self.topics)
+    # the subscriber's thread: receive and hand over whole batches
+    def _serve(self) -> None:
+        try:
+            asyncio.run(self._receive())
+        except BaseException as exc:  # reported to start(); nothing else may end this thread silently
+            if not self._started.done():
+                self._started.set_exception(exc)
+            else:
+                log.exception("mqtt recorder thread ended")
 
-    def _on_subscribe(self, _c: mqtt.Client, _u: Any, _mid: int, reasons: Any, _p: Any) -> None:
-        if any(r.is_failure for r in reasons):
-            log.error("mqtt subscribe refused reasons=%s", reasons)
-            return
-        log.info("mqtt subscribed topics=%s qos=%d", ",".join(self.topics), self.qos)
-        self._subscribed.set()
-
-    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
-        if not self._stop.is_set():
-            log.warning("mqtt disconnected reason=%s (paho reconnects with backoff)", reason)
+    async def _receive(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._closed = asyncio.Event()
+        subscriber = MqttSubscriber(
+            self.host,
+            self.port,
+            self._client_id,
+            self.topics,
+            self.qos,
+            session_expiry_s=_SESSION_EXPIRY_SECONDS,
+            receive_maximum=RECEIVE_MAXIMUM,
+            security=self._security,
+        )
+        await subscriber.start()
+        self._subscriber = subscriber
+        self._started.set_result(None)
+        try:
+            while not self._closed.is_set():
+                batch = await subscriber.receive(timeout=0.2)
+                if batch:
+                    self._queue.put(batch)
+        finally:  # the caller's last acknowledgements ran on this loop before ``closed`` was set
+            await subscriber.close()

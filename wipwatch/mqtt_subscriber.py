@@ -304,6 +304,7 @@ class PacketReader:
             if len(data) < self._need:
                 self._rest = data
                 return [], []
+            self._need = 0
         messages: list[InboundMessage] = []
         others: list[tuple[int, bytes]] = []
         append = messages.append
@@ -333,12 +334,14 @@ class PacketReader:
                     raise MqttProtocolError(f"malformed PUBLISH (first byte {first:#x})")
                 t1 = j + 2 + (data[j] << 8 | data[j + 1])
                 if qos:
-                    mid = data[t1] << 8 | data[t1 + 1] if t1 + 2 <= end else -1
                     p = t1 + 2
+                    mid = data[t1] << 8 | data[t1 + 1] if p <= end else 0
+                    if mid == 0:
+                        raise MqttProtocolError("malformed PUBLISH (no packet id, or id 0)")
                 else:
                     mid, p = 0, t1
-                if p >= end or mid == 0 or mid == -1:  # no room for the properties length, or id 0
-                    raise MqttProtocolError("malformed PUBLISH (topic, packet id or properties)")
+                if p >= end:  # no room for the properties length
+                    raise MqttProtocolError("malformed PUBLISH (topic longer than the packet)")
                 plen = data[p]
                 if plen < 0x80:
                     p += 1 + plen
@@ -363,8 +366,6 @@ class PacketReader:
                 others.append((first, data[j:end]))
             i = end
         self._rest = data[i:] if i < n else b""
-        if not self._rest:
-            self._need = 0
         return messages, others
 
 
