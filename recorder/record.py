@@ -77,6 +77,9 @@ class Recorder:
         self._started: concurrent.futures.Future[None] = concurrent.futures.Future()
         # written to the file, waiting for the next flush to be acknowledged
         self._unflushed: list[InboundMessage] = []
+        # run() may still be writing in its thread when close() is called from another
+        self._file_lock = threading.Lock()
+        self._file_closed = False
 
     @property
     def received(self) -> int:
@@ -142,6 +145,7 @@ class Recorder:
 
     def close(self) -> None:
         """Write what already arrived, flush, acknowledge, disconnect and close the file."""
+        self._stop.set()
         while True:
             try:
                 batch = self._queue.get_nowait()
@@ -150,6 +154,8 @@ class Recorder:
             if batch is not None:
                 self._write(batch)
         self._flush()
+        with self._file_lock:
+            self._file_closed = True
         loop, closed = self._loop, self._closed
         if loop is not None and closed is not None:
             with contextlib.suppress(RuntimeError):  # the loop already ended
@@ -161,16 +167,22 @@ class Recorder:
 
     def _write(self, batch: list[InboundMessage]) -> None:
         write = self.writer.write
-        for message in batch:
-            self.payload_bytes += len(message.payload)
-            topic = message.raw_topic.decode("utf-8", "replace")  # mosquitto passes only UTF-8 topics
-            write(Message(topic, message.payload, message.qos, message.retain, message.received_at))
-        self._unflushed.extend(batch)
+        with self._file_lock:
+            if self._file_closed:
+                return  # not acknowledged: the broker sends it to the next session
+            for message in batch:
+                self.payload_bytes += len(message.payload)
+                topic = message.raw_topic.decode("utf-8", "replace")  # mosquitto passes only UTF-8
+                write(Message(topic, message.payload, message.qos, message.retain, message.received_at))
+            self._unflushed.extend(batch)
 
     def _flush(self) -> None:
         """Flush the file, then acknowledge everything it now holds."""
-        self.writer.flush()
-        done, self._unflushed = self._unflushed, []
+        with self._file_lock:
+            if self._file_closed:
+                return
+            self.writer.flush()
+            done, self._unflushed = self._unflushed, []
         loop, subscriber = self._loop, self._subscriber
         if done and loop is not None and subscriber is not None:
             with contextlib.suppress(RuntimeError):  # the loop already ended: the broker sends them again

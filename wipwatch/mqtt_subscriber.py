@@ -120,6 +120,10 @@ class MqttProtocolError(Exception):
     """The broker sent something MQTT v5 does not allow here: the connection is dropped and re-made."""
 
 
+class MqttBrokerDisconnect(MqttProtocolError):
+    """The broker sent DISCONNECT, with its reason."""
+
+
 class InboundMessage:
     """One PUBLISH received: ``raw_topic`` and ``payload`` as bytes, ``mid`` its packet id (0 at QoS 0).
 
@@ -651,6 +655,17 @@ class MqttSubscriber:
                 await self._read_loop()
                 if not self._closing:
                     log.warning("mqtt connection closed by the broker; reconnecting")
+            except MqttBrokerDisconnect as exc:
+                if not self._subscribed.is_set():
+                    # mosquitto ends the connection on a topic filter it cannot parse
+                    self._refused = ServiceError(
+                        f"MQTT broker at {self.host}:{self.port} ended the connection before confirming "
+                        f"the subscription to {', '.join(self.topics)}: {exc}; check the topic filters"
+                    )
+                    self._subscribed.set()
+                    return
+                if not self._closing:
+                    log.warning("mqtt connection lost error=%s; reconnecting", exc)
             except (OSError, MqttProtocolError, TimeoutError) as exc:
                 if not self._closing:
                     log.warning("mqtt connection lost error=%s; reconnecting", exc)
@@ -730,7 +745,7 @@ class MqttSubscriber:
                 code = body[0] if body else 0
                 props = self._properties(body, 1) if len(body) > 1 else {}
                 detail = props.get(REASON_STRING, b"").decode("utf-8", "replace")
-                raise MqttProtocolError(
+                raise MqttBrokerDisconnect(
                     f"the broker disconnected us: {REASONS.get(code, f'reason code {code:#x}')}"
                     f"{f' ({detail})' if detail else ''}"
                 )

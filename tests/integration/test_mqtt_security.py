@@ -7,6 +7,7 @@ Ground truth: how many events the device published where it may; ingest's accept
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -32,6 +33,7 @@ from wipwatch.errors import ServiceError
 from wipwatch.events import Event, encode_event, topic_for
 from wipwatch.ingest import read_status, wait_subscribed
 from wipwatch.mqtt import MqttPublisher, MqttSecurity
+from wipwatch.mqtt_subscriber import MqttSubscriber
 from wipwatch.recorder.formats import RecordingWriter, read_recording
 from wipwatch.recorder.record import Recorder
 from wipwatch.services import (
@@ -102,6 +104,17 @@ def test_anonymous_and_wrong_passwords_are_refused(secured: SecuredStack) -> Non
     device = secured.accounts[device_user(SITE.site)]
     with pytest.raises(ServiceError, match=r"[Nn]ot authori"):
         MqttPublisher("127.0.0.1", port, "guess", security=MqttSecurity(device.username, "wrong"))
+
+    async def subscribe(security: MqttSecurity, topic: str) -> None:
+        subscriber = MqttSubscriber("127.0.0.1", port, "sub-guess", [topic], security=security)
+        try:
+            await subscriber.start(timeout=10)
+        finally:
+            await subscriber.close()
+
+    # the subscriber (ingest, recorder) says what to check, and never subscribes
+    with pytest.raises(ServiceError, match=r"not authorized; check WIPWATCH_MQTT_USERNAME"):
+        asyncio.run(subscribe(MqttSecurity(INGEST_USER, "wrong"), "wipwatch/#"))
 
 
 def test_devices_publish_only_their_own_site_and_only_processors_raise_alerts(
