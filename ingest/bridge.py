@@ -184,13 +184,15 @@ class IngestBridge:
                     previous = in_flight[-1] if in_flight else None
                     in_flight.append(asyncio.create_task(self._confirm(subscriber, sends, batch, previous)))
                 in_flight = self._settled(in_flight)
-                while len(in_flight) >= _BATCHES_IN_FLIGHT:
-                    await asyncio.wait(in_flight[:1])
+                while True:
+                    if time.monotonic() > report_at:
+                        self.stats.subscribed = subscriber.subscribed
+                        self.write_status()
+                        report_at = time.monotonic() + 1
+                    if len(in_flight) < _BATCHES_IN_FLIGHT:
+                        break
+                    await asyncio.wait(in_flight[:1], timeout=0.5)  # Kafka is slow: wait for it
                     in_flight = self._settled(in_flight)
-                if time.monotonic() > report_at:
-                    self.stats.subscribed = subscriber.subscribed
-                    self.write_status()
-                    report_at = time.monotonic() + 1
             if in_flight:
                 await asyncio.gather(*in_flight)
         finally:
