@@ -141,7 +141,6 @@ class IngestBridge:
         self.settings = settings
         self.site = site
         self.stats = IngestStats()
-        self._subscriber: MqttSubscriber | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Bridge until ``stop`` is set; then finish the messages in hand and disconnect.
@@ -169,7 +168,6 @@ class IngestBridge:
             receive_maximum=RECEIVE_MAXIMUM,
             security=MqttSecurity.from_settings(s),
         )
-        self._subscriber = subscriber
         in_flight: list[asyncio.Task[None]] = []
         try:
             if not await self._start(subscriber, stop):

@@ -203,6 +203,13 @@ def parse_properties(data: bytes, pos: int, end: int) -> tuple[dict[int, Any], i
     Raises:
         MqttProtocolError: an unknown identifier, or a block that runs past ``end``.
     """
+    try:
+        return _parse_properties(data, pos, end)
+    except IndexError:
+        raise MqttProtocolError("properties run past the packet") from None
+
+
+def _parse_properties(data: bytes, pos: int, end: int) -> tuple[dict[int, Any], int]:
     length, pos = _decode_varint(data, pos, end)
     stop = pos + length
     if stop > end:
@@ -669,6 +676,8 @@ class MqttSubscriber:
             except (OSError, MqttProtocolError, TimeoutError) as exc:
                 if not self._closing:
                     log.warning("mqtt connection lost error=%s; reconnecting", exc)
+            except Exception:  # whatever the broker sends, the client lives on: a new connection
+                log.exception("mqtt unexpected error reading from the broker; reconnecting")
             if self._closing:
                 return
             await self._drop()

@@ -144,6 +144,8 @@ HOSTILE = [
     b"\xf0\x00",  # AUTH out of nowhere (packet type 15)
     b"\xe0\x02\x8b\x00",  # DISCONNECT, server shutting down
     b"\x30\xff\xff\xff\xff\x01",  # a remaining length of five bytes
+    b"\x90\x04\x00\x02\x05\x01",  # a SUBACK whose properties run past the packet
+    b"\x20\x03\x00\x00\x00",  # a second CONNACK
 ]
 
 
