@@ -17,7 +17,8 @@ Figures, all in one run on one fresh native stack (mosquitto, Apache Kafka, infl
   processors count those as late (docs/operations.md).
 
 Run: ``.venv/bin/python bench/mqtt_hop.py [--hours 12] [--ingest 1] [--profile DIR]``. ``--profile`` samples
-the ingest processes with py-spy (``pip install py-spy``) into ``DIR/ingest-<i>.txt``. Writes
+the ingest processes (and in the end-to-end phase the processors) with py-spy (``pip install py-spy``)
+for 20 s into ``DIR/<phase>-<process>.txt`` and prints where each spent its time. Writes
 bench/results/mqtt_hop.json too.
 """
 
@@ -140,7 +141,7 @@ def publish_all(publisher: Any, messages: list[tuple[str, bytes]]) -> float:
     return len(messages) / (time.perf_counter() - began)
 
 
-def profile(pids: list[int], seconds: float, out: Path) -> list[subprocess.Popen[bytes]]:
+def profile(pids: dict[str, int], seconds: float, out: Path) -> list[subprocess.Popen[bytes]]:
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     return [
         subprocess.Popen(
@@ -157,24 +158,35 @@ def profile(pids: list[int], seconds: float, out: Path) -> list[subprocess.Popen
                 "-d",
                 str(int(seconds)),
                 "-o",
-                str(out / f"ingest-{i}.txt"),
+                str(out / f"{name}.txt"),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        for i, pid in enumerate(pids)
+        for name, pid in pids.items()
     ]
 
 
 def hotspots(raw: Path, top: int = 12) -> list[str]:
-    """The functions a py-spy raw profile saw most, inclusive, as percentages of the samples."""
-    total, inclusive = 0, collections.Counter[str]()
+    """The functions a py-spy raw profile saw most, as percentages of the samples: own time (the frame
+    running), then inclusive time past the frames every sample shares (the loop and the CLI)."""
+    total, own, inclusive = 0, collections.Counter[str](), collections.Counter[str]()
     for line in raw.read_text().splitlines():
         stack, _, n = line.rpartition(" ")
+        frames = stack.split(";")
         total += int(n)
-        for frame in set(stack.split(";")[1:]):
+        own[frames[-1]] += int(n)
+        for frame in set(frames[1:]):
             inclusive[frame] += int(n)
-    return [f"{100 * n / max(total, 1):5.1f}% {frame}" for frame, n in inclusive.most_common(top)]
+    shared = sum(1 for n in inclusive.values() if n >= 0.97 * total)
+    return [
+        f"samples: {total}",
+        *(f"{100 * n / max(total, 1):5.1f}% own {frame}" for frame, n in own.most_common(top)),
+        *(
+            f"{100 * n / max(total, 1):5.1f}% incl {frame}"
+            for frame, n in inclusive.most_common(shared + top)[shared:]
+        ),
+    ]
 
 
 def report(figures: dict[str, float], hours: float, ingest: int) -> None:
@@ -288,11 +300,11 @@ def main() -> None:
                         children.append(child)
                         wait_subscribed(child, run, cid)
                     if phase == "e2e":
-                        children.append(spawn("processors", python_module_argv("process"), run / "logs", env))
+                        children.append(
+                            spawn(f"{phase}-processors", python_module_argv("process"), run / "logs", env)
+                        )
                     spies = (
-                        profile([c.pid for c in children[: args.ingest]], 20, args.profile)
-                        if args.profile and phase == "ingest"
-                        else []
+                        profile({c.name: c.pid for c in children}, 20, args.profile) if args.profile else []
                     )
                     publisher = MqttPublisher("127.0.0.1", port, f"bench-{phase}")
                     began = time.perf_counter()
@@ -331,7 +343,7 @@ def main() -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"name": "mqtt_hop", "hours": args.hours, **figures}, indent=1) + "\n")
     if args.profile:
-        for raw in sorted(args.profile.glob("ingest-*.txt")):
+        for raw in sorted(args.profile.glob("*.txt")):
             print(f"-- {raw.name}")
             print("\n".join(hotspots(raw)))
 

@@ -326,6 +326,8 @@ class PacketReader:
             byte = data[i + 1]
             if byte < 0x80:
                 length, j = byte, i + 2
+            elif i + 2 < n and data[i + 2] < 0x80:  # 128..16,383 bytes: most event messages
+                length, j = (byte & 0x7F) | data[i + 2] << 7, i + 3
             else:
                 try:
                     length, j = _decode_varint(data, i + 1, n)
