@@ -214,6 +214,7 @@ def report(figures: dict[str, float], hours: float, ingest: int) -> None:
         )
     if "ingest_split" in figures:
         print(f"ingest_processes: {ingest}, split min/max {figures['ingest_split']:.2f}")
+    print(f"receive_maximum: {figures['receive_maximum']:.0f} (each ingest process)")
 
 
 def main() -> None:
@@ -223,6 +224,9 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--profile", type=Path, help="py-spy the ingest processes into this directory")
     parser.add_argument("--skip-e2e", action="store_true", help="stop after the ingest figure")
+    parser.add_argument(
+        "--receive-maximum", type=int, default=65535, help="ingest's MQTT v5 Receive Maximum (1..65535)"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     site = load_site(SITE_FILE)
@@ -238,7 +242,11 @@ def main() -> None:
     expected_wip = {
         f"{line.id}/{loc.id}": truth.wip.get(f"{line.id}/{loc.id}", 0) for line, loc in site.iter_locations()
     }
-    figures: dict[str, float] = {"messages": n, "ingest_processes": args.ingest}
+    figures: dict[str, float] = {
+        "messages": n,
+        "ingest_processes": args.ingest,
+        "receive_maximum": args.receive_maximum,
+    }
     with tempfile.TemporaryDirectory(prefix="wipwatch-bench-hop-") as tmp:
         work = Path(tmp)
         stack = NativeStack(work / "stack", Ports.free())
@@ -277,6 +285,7 @@ def main() -> None:
                     "WIPWATCH_KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
                     "WIPWATCH_INFLUX_URL": stack.influx_url,
                     "WIPWATCH_LOG_LEVEL": "WARNING",
+                    "WIPWATCH_INGEST_RECEIVE_MAXIMUM": str(args.receive_maximum),
                     **{f"WIPWATCH_{k.upper()}": v for k, v in names.items()},
                 }
                 settings = load_settings(

@@ -7,8 +7,8 @@ instances share the subscription (``$share/<group>/...``) and split the load. Th
 parsed in bulk, the bridge takes the messages in batches, validates and produces them, and a batch's
 acknowledgements go out in one write once Kafka confirmed all of its records. Batches overlap: the next
 one is validated while Kafka confirms the previous ones, and acknowledgements leave in batch order.
-Mosquitto has at most ``RECEIVE_MAXIMUM`` messages unacknowledged in flight to one instance, which is the
-bridge's back-pressure.
+Mosquitto has at most ``ingest_receive_maximum`` messages unacknowledged in flight to one instance, which
+is the bridge's back-pressure.
 
 A stopped instance's persistent session keeps its share of the subscription: mosquitto goes on queueing
 that instance's share of the messages for it until it comes back or its session expires
@@ -49,9 +49,6 @@ from wipwatch.site import Site
 
 log = logging.getLogger(__name__)
 
-#: How many unacknowledged QoS 1 messages mosquitto may send us at once (MQTT v5 Receive Maximum):
-#: the most MQTT allows, measured faster than 1,000 (docs/architecture.md, "Where the time goes").
-RECEIVE_MAXIMUM = 65_535
 #: Messages validated and produced as one batch, acknowledged together once Kafka confirmed them.
 _BATCH = 5000
 #: Batches whose Kafka confirmation may be pending at once (the rest wait: back-pressure from Kafka).
@@ -165,7 +162,7 @@ class IngestBridge:
             [f"$share/{s.ingest_share_group}/{EVENT_TOPIC_FILTER}"],
             s.mqtt_qos,
             session_expiry_s=s.ingest_session_expiry_s,
-            receive_maximum=RECEIVE_MAXIMUM,
+            receive_maximum=s.ingest_receive_maximum,
             security=MqttSecurity.from_settings(s),
         )
         in_flight: list[asyncio.Task[None]] = []

@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     #: never). Meanwhile it queues that instance's share of the shared subscription for it; at expiry the
     #: queued share is dropped, not dealt to the live instances (measured, docs/operations.md).
     ingest_session_expiry_s: int = Field(0xFFFFFFFF, ge=0, le=0xFFFFFFFF)
+    #: Messages mosquitto may have in flight to one ingest instance unacknowledged (MQTT v5 Receive
+    #: Maximum): what ingest holds until Kafka confirms, and what a killed instance holds until it returns.
+    ingest_receive_maximum: int = Field(65535, ge=1, le=65535)
 
     processor_id: str = "wipwatch-processors"
     processor_web: bool = False
