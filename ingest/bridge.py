@@ -49,6 +49,7 @@ from wipwatch.site import Site
 
 log = logging.getLogger(__name__)
 
+_ALERTS_PREFIX = ALERTS_TOPIC_ROOT + "/"
 #: Messages validated and produced as one batch, acknowledged together once Kafka confirmed them.
 _BATCH = 5000
 #: Batches whose Kafka confirmation may be pending at once (the rest wait: back-pressure from Kafka).
@@ -290,7 +291,7 @@ class IngestBridge:
                 sends.append(await self._dead_letter(producer, topic, payload, reason, Rejection.TOPIC, now))
                 continue
             try:
-                if topic.startswith(ALERTS_TOPIC_ROOT + "/"):
+                if topic.startswith(_ALERTS_PREFIX):
                     self.stats.skipped += 1
                     continue
                 event = validate_message(topic, payload, self.site, now, s.max_clock_ahead_s)
