@@ -146,7 +146,10 @@ def refusal_hint(reason: Any) -> str:
     return text
 
 
-def _remaining_length(n: int) -> bytes:
+def encode_varint(n: int) -> bytes:
+    """An MQTT variable byte integer (remaining length, property lengths)."""
+    if not 0 <= n <= 268_435_455:
+        raise ValueError(f"variable byte integer out of range: {n}")
     out = bytearray()
     while True:
         byte, n = n % 128, n // 128
@@ -155,27 +158,30 @@ def _remaining_length(n: int) -> bytes:
             return bytes(out)
 
 
-def _utf8(text: str | bytes) -> bytes:
+def encode_string(text: str | bytes) -> bytes:
+    """An MQTT UTF-8 string (or binary data): two-byte length, then the bytes."""
     raw = text.encode() if isinstance(text, str) else text
+    if len(raw) > 65535:
+        raise ValueError(f"MQTT string longer than 65535 bytes: {len(raw)}")
     return struct.pack("!H", len(raw)) + raw
 
 
 def connect_packet(client_id: str, keepalive: int, username: str | None, password: str | None) -> bytes:
     """An MQTT 3.1.1 CONNECT with a clean session (the publisher keeps its own unacknowledged messages)."""
     flags = 0x02 | (0x80 if username is not None else 0) | (0x40 if password is not None else 0)
-    body = b"\x00\x04MQTT\x04" + bytes([flags]) + struct.pack("!H", keepalive) + _utf8(client_id)
+    body = b"\x00\x04MQTT\x04" + bytes([flags]) + struct.pack("!H", keepalive) + encode_string(client_id)
     if username is not None:
-        body += _utf8(username)
+        body += encode_string(username)
     if password is not None:
-        body += _utf8(password)
-    return bytes([_CONNECT]) + _remaining_length(len(body)) + body
+        body += encode_string(password)
+    return bytes([_CONNECT]) + encode_varint(len(body)) + body
 
 
 def publish_packet(topic: bytes, payload: bytes, qos: int, mid: int, retain: bool = False) -> bytes:
     """One PUBLISH packet; ``mid`` is ignored at QoS 0."""
     head = struct.pack("!H", len(topic)) + topic + (struct.pack("!H", mid) if qos else b"")
     first = _PUBLISH | qos << 1 | (1 if retain else 0)
-    return bytes([first]) + _remaining_length(len(head) + len(payload)) + head + payload
+    return bytes([first]) + encode_varint(len(head) + len(payload)) + head + payload
 
 
 class MqttPublisher:

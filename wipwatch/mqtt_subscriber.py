@@ -45,7 +45,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 from wipwatch.errors import ServiceError
-from wipwatch.mqtt import MqttSecurity, refusal_hint
+from wipwatch.mqtt import MqttSecurity, encode_string, encode_varint, refusal_hint
 
 log = logging.getLogger(__name__)
 
@@ -164,18 +164,6 @@ class InboundMessage:
         )
 
 
-def encode_varint(n: int) -> bytes:
-    """An MQTT variable byte integer (remaining length, property lengths)."""
-    if not 0 <= n <= 268_435_455:
-        raise ValueError(f"variable byte integer out of range: {n}")
-    out = bytearray()
-    while True:
-        byte, n = n % 128, n // 128
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
 def _decode_varint(data: bytes, pos: int, end: int) -> tuple[int, int]:
     """(value, position after it); MqttProtocolError past ``end`` or beyond four bytes."""
     value, shift = 0, 0
@@ -186,13 +174,6 @@ def _decode_varint(data: bytes, pos: int, end: int) -> tuple[int, int]:
             return value, i + 1
         shift += 7
     raise MqttProtocolError("malformed variable byte integer")
-
-
-def _string(text: str | bytes) -> bytes:
-    raw = text.encode() if isinstance(text, str) else text
-    if len(raw) > 65535:
-        raise ValueError(f"MQTT string longer than 65535 bytes: {len(raw)}")
-    return struct.pack("!H", len(raw)) + raw
 
 
 def parse_properties(data: bytes, pos: int, end: int) -> tuple[dict[int, Any], int]:
@@ -264,17 +245,17 @@ def connect_packet_v5(
         + struct.pack("!I", max_packet_size)
     )
     body = b"\x00\x04MQTT\x05" + bytes([flags]) + struct.pack("!H", keepalive)
-    body += encode_varint(len(props)) + props + _string(client_id)
+    body += encode_varint(len(props)) + props + encode_string(client_id)
     if username is not None:
-        body += _string(username)
+        body += encode_string(username)
     if password is not None:
-        body += _string(password)
+        body += encode_string(password)
     return b"\x10" + encode_varint(len(body)) + body
 
 
 def subscribe_packet_v5(mid: int, topics: Sequence[str], qos: int) -> bytes:
     """An MQTT v5 SUBSCRIBE of ``topics`` at ``qos`` (retained messages sent at subscribe, the default)."""
-    body = struct.pack("!H", mid) + b"\x00" + b"".join(_string(t) + bytes([qos]) for t in topics)
+    body = struct.pack("!H", mid) + b"\x00" + b"".join(encode_string(t) + bytes([qos]) for t in topics)
     return b"\x82" + encode_varint(len(body)) + body
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from wipwatch.errors import ServiceError
-from wipwatch.mqtt import MqttPublisher
-from wipwatch.mqtt_subscriber import InboundMessage, MqttSubscriber, encode_varint
+from wipwatch.mqtt import MqttPublisher, encode_varint
+from wipwatch.mqtt_subscriber import InboundMessage, MqttSubscriber
 from wipwatch.services import ChildProcess, free_port, start_mosquitto
 
 pytestmark = pytest.mark.integration

@@ -12,12 +12,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from wipwatch.mqtt import encode_varint
 from wipwatch.mqtt_subscriber import (
     MqttProtocolError,
     PacketReader,
     ack_packets,
     connect_packet_v5,
-    encode_varint,
     parse_properties,
     subscribe_packet_v5,
 )
