@@ -167,12 +167,13 @@ class IngestBridge:
             security=MqttSecurity.from_settings(s),
         )
         in_flight: list[asyncio.Task[None]] = []
+        reporter: asyncio.Task[None] | None = None
         try:
             if not await self._start(subscriber, stop):
                 return
             self.stats.subscribed = True
             self.write_status()
-            report_at = time.monotonic() + 1
+            reporter = asyncio.create_task(self._report(subscriber))
             while not stop.is_set():
                 batch = await subscriber.receive(_BATCH, timeout=0.5)
                 if batch:
@@ -180,25 +181,26 @@ class IngestBridge:
                     previous = in_flight[-1] if in_flight else None
                     in_flight.append(asyncio.create_task(self._confirm(subscriber, sends, batch, previous)))
                 in_flight = self._settled(in_flight)
-                while True:
-                    if time.monotonic() > report_at:
-                        self.stats.subscribed = subscriber.subscribed
-                        self.write_status()
-                        report_at = time.monotonic() + 1
-                    if len(in_flight) < _BATCHES_IN_FLIGHT:
-                        break
-                    await asyncio.wait(in_flight[:1], timeout=0.5)  # Kafka is slow: wait for it
+                while len(in_flight) >= _BATCHES_IN_FLIGHT:  # Kafka is slow: wait for it
+                    await asyncio.wait(in_flight[:1])
                     in_flight = self._settled(in_flight)
             if in_flight:
                 await asyncio.gather(*in_flight)
         finally:
-            for task in in_flight:
+            for task in [*in_flight, *([reporter] if reporter is not None else [])]:
                 task.cancel()
             self.stats.subscribed = False
             self.write_status()
             await subscriber.close()
             await producer.stop()
             log.info("ingest stopped accepted=%d rejected=%d", self.stats.accepted, self.stats.rejected)
+
+    async def _report(self, subscriber: MqttSubscriber) -> None:
+        """Rewrite the status file every second, also while Kafka holds the bridge back."""
+        while True:
+            await asyncio.sleep(1.0)
+            self.stats.subscribed = subscriber.subscribed
+            self.write_status()
 
     @staticmethod
     async def _start(subscriber: MqttSubscriber, stop: asyncio.Event) -> bool:
