@@ -33,7 +33,7 @@ from wipwatch.errors import ServiceError
 from wipwatch.events import Event, encode_event, topic_for
 from wipwatch.ingest import read_status, wait_subscribed
 from wipwatch.mqtt import MqttPublisher, MqttSecurity
-from wipwatch.mqtt_subscriber import MqttSubscriber
+from wipwatch.mqtt_subscriber import InboundMessage, MqttSubscriber
 from wipwatch.recorder.formats import RecordingWriter, read_recording
 from wipwatch.recorder.record import Recorder
 from wipwatch.services import (
@@ -219,7 +219,24 @@ def test_tls_with_a_throwaway_ca_and_client_certificates(tmp_path: Path) -> None
     try:
         events = _events(5)
         trusted = _as(device, ca_file=ca[0], cert_file=client_crt, key_file=client_key)
-        _publish(port, trusted, [(topic_for(e), encode_event(e)) for e in events], "device-tls")
+        messages = [(topic_for(e), encode_event(e)) for e in events]
+        reader = _as(accounts[RECORDER_USER], ca_file=ca[0], cert_file=client_crt, key_file=client_key)
+
+        async def receive_over_tls() -> list[tuple[str, bytes]]:
+            # ingest's and the recorder's subscriber, over TLS with a client certificate
+            sub = MqttSubscriber("127.0.0.1", port, "reader-tls", ["wipwatch/#"], security=reader)
+            await sub.start(timeout=20)
+            await asyncio.to_thread(_publish, port, trusted, messages, "device-tls")
+            got: list[InboundMessage] = []
+            while len(got) < len(messages):
+                batch = await sub.receive(timeout=20)
+                assert batch, f"{len(got)} of {len(messages)} messages over TLS"
+                got += batch
+            sub.ack(got)
+            await sub.close()
+            return [(m.topic, m.payload) for m in got]
+
+        assert asyncio.run(receive_over_tls()) == messages
         # the broker's certificate is checked against the CA the client trusts
         with pytest.raises(ServiceError, match="not reachable"):
             _publish(
