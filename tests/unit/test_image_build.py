@@ -154,7 +154,14 @@ def test_dockerignore_keeps_secrets_and_local_state_out() -> None:
     context = build_context(REPO_ROOT)
     for forbidden in (".env", "secrets/", ".venv/", ".git/", ".wipwatch/"):
         assert not any(f == forbidden or f.startswith(forbidden) for f in context), forbidden
-    for needed in ("pyproject.toml", "README.md", "LICENSE", "recorder/replay.py", "examples/lean-line.yaml"):
+    for needed in (
+        "pyproject.toml",
+        "README.md",
+        "LICENSE",
+        "cli/main.py",
+        "recorder/replay.py",
+        "examples/lean-line.yaml",
+    ):
         assert needed in context, needed
 
 
@@ -186,7 +193,13 @@ def test_package_builds_installs_and_imports_from_the_files_the_dockerfile_copie
         for p in package.rglob("*.py")
         if p.name != "__main__.py"  # importing it runs the CLI
     )
-    assert {"wipwatch.recorder.replay", "wipwatch.ingest.bridge", "wipwatch.processors.app"} <= set(modules)
+    expected = {
+        "wipwatch.cli.main",
+        "wipwatch.recorder.replay",
+        "wipwatch.ingest.bridge",
+        "wipwatch.processors.app",
+    }
+    assert expected <= set(modules)
     probe = (
         "import importlib, json, sys\n"
         f"site = {str(site)!r}\n"
