@@ -6,7 +6,6 @@ children and kept running by ``supervisor.py`` (docs/architecture.md, "Processes
 
 from __future__ import annotations
 
-import json
 import re
 import signal
 import time
@@ -14,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlparse
 
 import typer
@@ -26,6 +25,10 @@ from wipwatch.errors import ServiceError, WipwatchError
 from wipwatch.identifiers import IDENT_PATTERN
 from wipwatch.settings import load_settings
 from wipwatch.site import load_site
+from wipwatch.status import write_status
+
+if TYPE_CHECKING:
+    from wipwatch.services import NativeStack
 
 
 def _port_of(address: str) -> int:
@@ -198,7 +201,7 @@ def up(
         counting_since: float | None = None  # the replay is done: wait for ingest to count its events
         while not stop_requested["signal"]:
             if time.monotonic() >= disk_at:
-                _report_disk(stack, run / "status" / "disk.json")
+                _report_disk(stack, run)
                 disk_at = time.monotonic() + 600
             try:
                 notes = supervisor.poll()
@@ -348,11 +351,10 @@ def replay_site(
     return ReplaySite(path, text, chosen.site.site, chosen.source, contents.events)
 
 
-def _report_disk(stack: Any, status_file: Path) -> None:
+def _report_disk(stack: NativeStack, run_dir: Path) -> None:
     """One line on the console and ``run/status/disk.json``: the servers' disk use (bounded by retention)."""
     usage = stack.disk_usage()
-    status_file.parent.mkdir(parents=True, exist_ok=True)
-    status_file.write_text(json.dumps({"time": time.time(), "bytes": usage}))
+    write_status(run_dir, "disk", {"bytes": usage})
     console.print("disk: " + ", ".join(f"{name} {size / 1e6:.0f} MB" for name, size in usage.items()))
 
 
