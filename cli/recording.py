@@ -13,6 +13,7 @@ from wipwatch.cli.options import err_console, parse_duration, parse_speed, parse
 from wipwatch.errors import WipwatchError
 from wipwatch.settings import load_settings
 from wipwatch.site import load_site
+from wipwatch.status import write_status
 
 #: Skipped lines listed one by one at the end of a replay; the rest are counted.
 _SKIPS_LISTED = 20
@@ -68,6 +69,15 @@ def record(
             f"{r.payload_bytes / 1e6:.2f} MB payload, {r.writer.bytes_written / 1e6:.2f} MB on disk"
         )
 
+    def report(r: Recorder) -> None:
+        """The status file (``run/status/record-<client id>.json``): subscribed, and the counts so far."""
+        counts = {"received": r.received, "written": r.writer.messages, "bytes": r.writer.bytes_written}
+        write_status(settings.run_dir, f"record-{client_id}", {"subscribed": True, "out": str(out), **counts})
+
+    def flushed(r: Recorder, live: Live) -> None:
+        live.update(status(r))
+        report(r)
+
     try:
         recorder.start()
         recorder.wait_subscribed()
@@ -75,10 +85,12 @@ def record(
         recorder.close()
         out.unlink(missing_ok=True)  # nothing was recorded: leave no empty file behind
         raise
+    report(recorder)
     try:
         with Live(status(recorder), console=err_console, transient=False) as live:
-            recorder.run(seconds, on_flush=lambda r: live.update(status(r)))
+            recorder.run(seconds, on_flush=lambda r: flushed(r, live))
             live.update(status(recorder))
+            report(recorder)
     finally:
         recorder.close()
     err_console.print(f"recorded {writer.messages} messages to {out}")
