@@ -140,7 +140,10 @@ def snapshot_points(engine: LineEngine, now: float) -> list[str]:
         line(
             THROUGHPUT,
             line_tags,
-            _throughput_fields(st.shipped.per_hour(now), demand, st.shipped.total, elapsed),
+            {
+                **_throughput_fields(st.shipped.per_hour(now), demand, st.shipped.total, elapsed),
+                "events": st.alerts.events,
+            },
             t_us,
         )
     )

@@ -68,7 +68,7 @@ class Latest:
 MEASUREMENTS: tuple[Latest, ...] = (
     Latest(WIP, "parts", ("value",)),
     Latest(QUEUE, "growth_per_hour", ("since_shrink_s",)),
-    Latest(THROUGHPUT, "parts_per_hour", ("demand_per_hour", "production_ratio")),
+    Latest(THROUGHPUT, "parts_per_hour", ("demand_per_hour", "production_ratio", "events")),
     Latest(FLOW_TIME, "p90_s", ("p50_s", "p99_s", "oldest_age_s")),
     Latest(LEAD_TIME, "littles_law_s", ("measured_s", "value_added_ratio", "avg_wip"), ("line",)),
     Latest(BOTTLENECK, "momentary", ("share", "active_period_s")),
@@ -288,6 +288,7 @@ class SnapshotSource:
             "takt_s": line.takt_seconds,
             "throughput_per_hour": _num(get(THROUGHPUT, LINE_LOCATION, "parts_per_hour")),
             "production_ratio": _num(get(THROUGHPUT, LINE_LOCATION, "production_ratio")),
+            "events": _num(get(THROUGHPUT, LINE_LOCATION, "events")),
             "flow_p90_s": _num(get(FLOW_TIME, LINE_LOCATION, "p90_s")),
             "littles_law_s": _num(lead.get("littles_law_s")),
             "measured_lead_s": _num(lead.get("measured_s")),

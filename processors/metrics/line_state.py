@@ -321,12 +321,24 @@ class LineEngine:
         self._issue("", reason, self._clock_or(received_at))
         return True
 
-    def release(self, everything: bool = False) -> int:
-        """Apply the waiting events up to the watermark minus the lateness (all with ``everything``)."""
+    def release(self, everything: bool = False, wall_now: float | None = None) -> int:
+        """Apply the waiting events up to the watermark minus the lateness (all with ``everything``).
+
+        ``wall_now`` (POSIX seconds, the caller's clock) lets a *live* line's events wait for the lateness
+        in wall time too: while the line's newest event is less than the lateness old, an event is
+        applied once the wall clock is the lateness past it, even if no later event has come. A line
+        whose events are older (a replay of past data, a backlog) waits for its watermark only, so what
+        it applies, and in which order, does not depend on how fast it is replayed (docs/metrics.md,
+        "Live latency and the release policy").
+        """
         st = self.state
         if not st.pending or st.watermark is None:
             return 0
-        bound = float("inf") if everything else st.watermark - self.config.lateness_s
+        lateness = self.config.lateness_s
+        bound = st.watermark
+        if wall_now is not None and st.watermark >= wall_now - lateness:
+            bound = max(bound, wall_now)
+        bound = float("inf") if everything else bound - lateness
         applied = 0
         pending = st.pending
         while pending and pending[0][0] <= bound:
