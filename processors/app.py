@@ -12,8 +12,9 @@ Per batch, in this order:
 4. store each line's state, with its offset, then one checkpoint per partition, in the changelog.
 
 A crash at any point either replays records the stored state has not seen or skips records it has: every
-accepted event counts exactly once (docs/metrics.md). A timer releases events still waiting for the
-lateness when a line goes quiet.
+accepted event counts exactly once (docs/metrics.md). A timer applies events still waiting for the
+lateness when no new record brings them out: a live line's once the wall clock has passed them by the
+lateness, any line's once it has been quiet for the idle release.
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         dedup_max_ids=settings.processor_dedup_max_ids,
         point_interval_s=settings.processor_point_interval_s,
         max_ahead_s=settings.max_clock_ahead_s,
+        live_window_s=settings.processor_lateness_s + settings.processor_idle_release_s,
     )
 
 

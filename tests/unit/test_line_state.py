@@ -97,6 +97,11 @@ def test_a_live_line_waits_for_the_lateness_in_wall_time_a_replayed_one_for_its_
     replayed.offer(stream, partition=0, offset=0)
     assert replayed.release(wall_now=t0 + 75) == 1
     assert replayed.state.released == t0 + 10
+    # a burst's end: nothing comes after 13 s; within the live window the wall clock still applies it
+    ended = engine(lateness_s=2, live_window_s=4)
+    ended.offer(stream, partition=0, offset=0)
+    assert ended.release(wall_now=t0 + 17.5) == 1, "13 s is 4.5 s old: not live, the watermark's 10 s only"
+    assert ended.release(wall_now=t0 + 16.5) == 2, "13 s is 3.5 s old: live, the wall clock is past 13 + 2"
     # an event that comes after its place was passed in wall time is late, as beyond the lateness
     live.offer([into("d", "q", "p3", 12.5)], partition=0, offset=1)
     assert live.state.quality == {"late": 1}
