@@ -7,7 +7,9 @@ at ``location = _line`` carries ``events``, how many events the line has applied
 line applies its events in event-time order, which is the order they were published in, so a count of
 ``k`` says the line's first ``k`` events are in the figures. Two observers turn counts into latencies:
 (a) a poll of InfluxDB every ``--poll`` s (its own thread), (b) the board's live-update stream (SSE,
-``/events``, one snapshot every ``--board-interval`` s), read as a browser would. Figures:
+``/events``, one snapshot every ``--board-interval`` s), read as a browser would. Events published
+before ``--warmup`` s after an observer's first figure are left out (the consumer group's join and the
+catch-up after it, 10-40 s on a loaded machine, are no steady state). Figures:
 - ``influx_p50/p99/max``: seconds from publishing to the event's effect in InfluxDB (at most ``--poll`` late);
 - ``board_p50/p99/max``: seconds from publishing to the board's first live update that includes it;
 - ``late_events``: events that came after their place in event time was passed (data quality ``late``):
@@ -66,9 +68,11 @@ def percentile(values: list[float], q: float) -> float:
 class Coverage:
     """What one observer has seen: per line, how many of its published events the figures include."""
 
-    def __init__(self, sent: dict[str, list[float]], measure_from: float) -> None:
+    def __init__(self, sent: dict[str, list[float]], warmup: float) -> None:
         self.sent = sent
-        self.measure_from = measure_from
+        self.warmup = warmup
+        #: Events published from here on are measured: ``warmup`` after the observer's first figure.
+        self.measure_from: float | None = None
         self.done = {line: 0 for line in sent}
         self.latencies: list[float] = []
         self._lock = threading.Lock()
@@ -78,12 +82,15 @@ class Coverage:
         if applied is None or line not in self.sent:
             return
         with self._lock:
+            if self.measure_from is None:
+                self.measure_from = now + self.warmup
             times = self.sent[line]
             upto = min(int(applied), len(times))
             first = self.done[line]
             if upto <= first:
                 return
-            self.latencies.extend(now - t for t in times[first:upto] if t >= self.measure_from)
+            start = self.measure_from
+            self.latencies.extend(now - t for t in times[first:upto] if t >= start)
             self.done[line] = upto
 
     def unseen(self) -> int:
@@ -130,7 +137,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--rate", type=float, default=1000.0, help="events per second")
     parser.add_argument("--seconds", type=float, default=60.0, help="how long to publish")
-    parser.add_argument("--warmup", type=float, default=10.0, help="seconds left out of the figures")
+    parser.add_argument(
+        "--warmup", type=float, default=10.0, help="seconds after the first figure left out (catch-up)"
+    )
     parser.add_argument("--lateness", type=float, default=None, help="WIPWATCH_PROCESSOR_LATENESS_S")
     parser.add_argument("--idle-release", type=float, default=None, help="WIPWATCH_PROCESSOR_IDLE_RELEASE_S")
     parser.add_argument("--poll", type=float, default=0.05, help="seconds between InfluxDB polls")
@@ -194,8 +203,8 @@ def main() -> None:
                 sent: dict[str, list[float]] = {line.id: [] for line in site.lines}  # publish times
                 lags: list[float] = []
                 began = time.time()
-                influx_seen = Coverage(sent, began + args.warmup)
-                board_seen = Coverage(sent, began + args.warmup)
+                influx_seen = Coverage(sent, args.warmup)
+                board_seen = Coverage(sent, args.warmup)
                 stop = threading.Event()
                 observers = [
                     threading.Thread(
@@ -249,7 +258,10 @@ def main() -> None:
         "ingest_processes": args.ingest,
         "late_events": int(late[0]["n"]) if late else 0,
     }
-    print(f"events: {len(events)} at {args.rate:.0f} events/s; first {args.warmup:g} s left out")
+    print(
+        f"events: {len(events)} at {args.rate:.0f} events/s; left out: those published before "
+        f"{args.warmup:g} s after each observer's first figure (consumer-group join, catch-up)"
+    )
     print(
         f"lateness_s: {lateness:g} s, idle_release_s: {idle:g} s, "
         f"board interval {settings.board_interval:g} s (baseline: the lateness, beside each figure)"

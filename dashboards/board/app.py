@@ -114,13 +114,16 @@ def create_app(
             )
 
         async def stream() -> AsyncIterator[dict[str, str]]:
+            due = time.monotonic()
             while not await request.is_disconnected():
                 taken = await current()
                 if taken is None:
                     yield {"event": "failure", "data": json.dumps(_SNAPSHOT_FAILED)}
                 else:
                     yield {"event": "snapshot", "data": json.dumps(taken)}
-                await asyncio.sleep(interval)
+                # one update per interval, the snapshot's own time included (it adds to the live latency)
+                due = max(due + interval, time.monotonic())
+                await asyncio.sleep(due - time.monotonic())
 
         open_streams["n"] += 1
         return CountedStream(stream(), ping=15)
