@@ -40,7 +40,6 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from wipwatch.cli import wip_snapshot
 from wipwatch.events import encode_event, topic_for
 from wipwatch.ingest import read_status, wait_subscribed
 from wipwatch.mqtt import MqttPublisher
@@ -48,6 +47,7 @@ from wipwatch.services import ChildProcess, NativeStack, Ports, python_module_ar
 from wipwatch.settings import REPO_ROOT, load_settings
 from wipwatch.simulators.line import simulate_site
 from wipwatch.site import load_site
+from wipwatch.views import wip_snapshot
 
 SITE_FILE = REPO_ROOT / "bench" / "sites" / "three-lines.yaml"
 RESULTS = REPO_ROOT / "bench" / "results" / "mqtt_hop.json"

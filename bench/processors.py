@@ -31,7 +31,6 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from wipwatch.cli import wip_snapshot
 from wipwatch.events import Event, PartIn, decode_record, pack_by_line
 from wipwatch.influx import InfluxTarget, query
 from wipwatch.kafka import ensure_topics, send_line_records
@@ -39,6 +38,7 @@ from wipwatch.services import ChildProcess, NativeStack, Ports, python_module_ar
 from wipwatch.settings import REPO_ROOT, load_settings
 from wipwatch.simulators.line import simulate_site
 from wipwatch.site import load_site
+from wipwatch.views import wip_snapshot
 
 SITE_FILE = REPO_ROOT / "bench" / "sites" / "three-lines.yaml"
 RESULTS = REPO_ROOT / "bench" / "results" / "processors.json"

@@ -24,7 +24,6 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from wipwatch.cli import wip_snapshot
 from wipwatch.events import Event, encode_event, topic_for
 from wipwatch.ingest import wait_subscribed
 from wipwatch.mqtt import MqttPublisher
@@ -35,6 +34,7 @@ from wipwatch.services import NativeStack, Ports, python_module_argv, spawn
 from wipwatch.settings import REPO_ROOT, load_settings
 from wipwatch.simulators.line import simulate_site
 from wipwatch.site import load_site
+from wipwatch.views import wip_snapshot
 
 SITE_FILE = REPO_ROOT / "bench" / "sites" / "three-lines.yaml"
 RESULTS = REPO_ROOT / "bench" / "results" / "replay.json"

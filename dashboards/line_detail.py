@@ -10,15 +10,15 @@ from grafana_foundation_sdk.builders import dashboard as dash
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 
-from wipwatch.dashboards.influxql import DATASOURCE, InfluxQL, site_filter
-from wipwatch.dashboards.panels import cap_override, grid, line_variable, money_unit, site_variable, unit_is
-from wipwatch.measurements import BOTTLENECK, COST, FLOW_TIME, LEAD_TIME, QUEUE, STATION, THROUGHPUT, WIP
-from wipwatch.processors.metrics.benchmarking import (
+from wipwatch.benchmarking import (
     LineBenchmark,
     line_benchmark,
     site_stations,
     station_capacity,
 )
+from wipwatch.dashboards.influxql import DATASOURCE, InfluxQL, site_filter
+from wipwatch.dashboards.panels import cap_override, grid, line_variable, money_unit, site_variable, unit_is
+from wipwatch.measurements import BOTTLENECK, COST, FLOW_TIME, LEAD_TIME, QUEUE, STATION, THROUGHPUT, WIP
 from wipwatch.site import Site
 
 UID = "wipwatch-line-detail"

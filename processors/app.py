@@ -14,7 +14,8 @@ Per batch, in this order:
 A crash at any point either replays records the stored state has not seen or skips records it has: every
 accepted event counts exactly once (docs/metrics.md). A timer applies events still waiting for the
 lateness when no new record brings them out: a live line's once the wall clock has passed them by the
-lateness, any line's once it has been quiet for the idle release.
+lateness, any line's once it has been quiet for the idle release. The worker's partitions and lines go
+to its status file (processors/status.py).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from wipwatch.processors.consumer import PromptApp
 from wipwatch.processors.exactly_once import Decision, ExactlyOnce, checkpoint_key, encode_checkpoint
 from wipwatch.processors.metrics.line_state import EngineConfig, LineEngine
 from wipwatch.processors.points import collect_points, line_points, quality_points
+from wipwatch.processors.status import WorkerStatus
 from wipwatch.services import KAFKA_MAX_MESSAGE_BYTES
 from wipwatch.settings import Settings
 from wipwatch.site import Site, load_site
@@ -130,6 +132,7 @@ def create_app(settings: Settings, site: Site | None = None, writer: InfluxWrite
     )
     cache: dict[bytes, _Cached] = {}
     progress = ExactlyOnce(table.data)
+    worker_status = WorkerStatus(settings.run_dir, settings.processor_id)
     seen: set[int] = set()  # partitions with a record since the last assignment (for the log)
     dq_times: dict[str, int] = {}
     lock = asyncio.Lock()
@@ -287,6 +290,7 @@ def create_app(settings: Settings, site: Site | None = None, writer: InfluxWrite
                     if engine is None:
                         log.error("record for a line the site file does not have key=%r: skipped", key)
                     else:
+                        worker_status.owns(engine.line.id, partition)
                         # the producer's clock when it sent the record (ingest: the receipt time)
                         stamp = message.timestamp
                         received_at = stamp if stamp and stamp > 0 else None
@@ -362,6 +366,7 @@ def create_app(settings: Settings, site: Site | None = None, writer: InfluxWrite
     async def _assigned(_app: Any, /, assigned: set[Any], **_kwargs: Any) -> None:
         mine = sorted(tp.partition for tp in assigned if tp.topic == settings.events_topic)
         progress.assigned(mine)
+        worker_status.assigned(mine)
         seen.clear()
         log.info("assigned topic=%s partitions=%s", settings.events_topic, mine)
 

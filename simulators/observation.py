@@ -1,7 +1,7 @@
 """What a recorded shift says about each line: flow figures and the raw samples a model is fitted to.
 
-Reads v1 events (a recording of ``wipwatch record`` or ``wipwatch simulate --dry-run``, through
-``wipwatch.recorder.formats.read_recording``), sorts them by event time (stable, so events of one instant
+Reads v1 events (the payloads of a recording of ``wipwatch record`` or ``wipwatch simulate --dry-run``,
+which the caller reads), sorts them by event time (stable, so events of one instant
 keep their order) and replays them through per-line counters. Time zero is the shift start (``start``,
 default the first event); only events in ``[start, start + duration]`` count.
 
@@ -21,7 +21,6 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 from wipwatch.errors import EventError, RecordingError
 from wipwatch.events import Event, PartIn, PartOut, StationState, decode_event
@@ -285,24 +284,19 @@ class _LineReplay:
         return self.obs
 
 
-def read_events(path: Path, site: Site) -> tuple[list[Event], int, list[str]]:
-    """The site's v1 events of a recording in file order (each event id once), how many messages were not
-    (ignored: not an event, another site's, an unknown location, a duplicate id), and the
-    parts of the file the reader could not read (line number and reason; a damaged file still yields
-    every readable message).
+def site_events(payloads: Iterable[bytes], site: Site) -> tuple[list[Event], int]:
+    """The site's v1 events among ``payloads`` in their order (each event id once), and how many payloads
+    were not (ignored: not an event, another site's, an unknown location, a duplicate id).
 
-    Raises:
-        RecordingError: unreadable file, unknown format, or no event of the site at all.
+    The caller reads the recording (``wipwatch.recorder.formats.read_recording``) and reports the lines
+    it could not read; this module stays free of file formats.
     """
-    from wipwatch.recorder.formats import read_recording
-
     events: list[Event] = []
     ignored = 0
     seen: set[str] = set()
-    reader = read_recording(path)
-    for message in reader:
+    for payload in payloads:
         try:
-            event = decode_event(message.payload)
+            event = decode_event(payload)
         except EventError:
             ignored += 1
             continue
@@ -311,13 +305,7 @@ def read_events(path: Path, site: Site) -> tuple[list[Event], int, list[str]]:
             continue
         seen.add(event.id)
         events.append(event)
-    unreadable = [str(skip) for skip in reader.skipped]
-    if not events:
-        raise RecordingError(
-            f"{path}: no event of site {site.site!r} with a location of the site file "
-            f"({ignored} messages ignored, {len(unreadable)} lines unreadable); is it the right --site?"
-        )
-    return events, ignored, unreadable
+    return events, ignored
 
 
 def observe(

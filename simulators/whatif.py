@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from wipwatch.processors.metrics.benchmarking import StationCapacity, line_benchmark
+from wipwatch.benchmarking import StationCapacity, line_benchmark
 from wipwatch.simulators.fit import FittedModel
 from wipwatch.simulators.line import Delivery, simulate_site
 from wipwatch.simulators.truth import GroundTruth

@@ -21,9 +21,11 @@ from tests.polling import eventually
 from wipwatch.events import Event, pack_by_line
 from wipwatch.influx import InfluxTarget, last_values, query
 from wipwatch.kafka import ensure_topics, send_line_records
+from wipwatch.processors.status import status_name
 from wipwatch.services import ChildProcess, NativeStack, python_module_argv, spawn
 from wipwatch.settings import load_settings
 from wipwatch.site import Site
+from wipwatch.status import read_status
 
 START = datetime(2026, 11, 25, 6, 0, tzinfo=UTC)
 
@@ -60,20 +62,29 @@ class Rig:
     tmp: Path
     site_file: Path
     workers: list[ChildProcess] = field(default_factory=list)
+    #: worker name -> (its run directory, its processor id)
+    homes: dict[str, tuple[Path, str]] = field(default_factory=dict)
 
     def start_worker(
         self, name: str, group: str = "wipwatch-processors", database: str = "wipwatch", **env: str
     ) -> ChildProcess:
         run_dir = self.tmp / "run" / name
+        processor_id = f"{group}-{namespace(self.stack)}"
+        self.homes[name] = (run_dir, processor_id)
         environment = {
             **stack_env(self.stack, run_dir, self.site_file),
-            "WIPWATCH_PROCESSOR_ID": f"{group}-{namespace(self.stack)}",
+            "WIPWATCH_PROCESSOR_ID": processor_id,
             "WIPWATCH_INFLUX_DB": database,
             **{f"WIPWATCH_{k.upper()}": v for k, v in env.items()},
         }
         child = spawn(name, python_module_argv("process"), self.tmp / "logs", environment)
         self.workers.append(child)
         return child
+
+    def status(self, worker: ChildProcess) -> dict[str, Any]:
+        """The worker's status file (processors/status.py): its partitions and lines; {} before the first."""
+        run_dir, processor_id = self.homes[worker.name]
+        return read_status(run_dir, status_name(processor_id, worker.pid)) or {}
 
     def target(self, database: str = "wipwatch") -> InfluxTarget:
         settings = load_settings(influx_url=self.stack.influx_url, influx_db=database, influx_version="1")

@@ -1,5 +1,5 @@
-"""``python -m wipwatch``: the CLI."""
+"""``python -m wipwatch``: the CLI (the composition root in ``cli/``; the core's one entry point into it)."""
 
-from wipwatch.cli import main
+from wipwatch.cli.main import main
 
 main()

@@ -352,7 +352,14 @@ def start_kafka(run_dir: Path, port: int) -> ChildProcess:
     jvm.append("-Djava.net.preferIPv4Stack=true")
     jvm += [f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{libs}/*"]
     if not (data / "meta.properties").exists():
-        fmt = [*jvm, "kafka.tools.StorageTool", "format", f"--cluster-id={kafka_cluster_id()}", "-c", str(conf)]
+        fmt = [
+            *jvm,
+            "kafka.tools.StorageTool",
+            "format",
+            f"--cluster-id={kafka_cluster_id()}",
+            "-c",
+            str(conf),
+        ]
         result = subprocess.run(fmt, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise ServiceError(f"cannot format Kafka storage in {data}: {result.stdout}{result.stderr}")

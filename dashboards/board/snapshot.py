@@ -14,6 +14,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from wipwatch.benchmarking import (
+    OperatingPoint,
+    line_benchmark,
+    site_stations,
+    station_capacity,
+    verdict,
+)
 from wipwatch.errors import ServiceError
 from wipwatch.influx import InfluxTarget, detect_version, query, rows
 from wipwatch.measurements import (
@@ -26,13 +33,6 @@ from wipwatch.measurements import (
     STATION,
     THROUGHPUT,
     WIP,
-)
-from wipwatch.processors.metrics.benchmarking import (
-    OperatingPoint,
-    line_benchmark,
-    site_stations,
-    station_capacity,
-    verdict,
 )
 from wipwatch.site import Line, Site
 

@@ -13,7 +13,6 @@ import pytest
 from tests.browser import ARTIFACTS, chromium_page
 from tests.conftest import EXAMPLE_SITE, stack_env, stack_settings
 from tests.polling import eventually
-from wipwatch.cli import wip_snapshot
 from wipwatch.dashboards.export import build_all
 from wipwatch.dashboards.influxql import expand
 from wipwatch.influx import InfluxTarget, query, rows
@@ -22,6 +21,7 @@ from wipwatch.mqtt import MqttPublisher
 from wipwatch.services import ChildProcess, NativeStack, free_port, python_module_argv, spawn
 from wipwatch.simulators.line import simulate_site
 from wipwatch.site import load_site
+from wipwatch.views import wip_snapshot
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -16,7 +16,6 @@ from tests.conftest import EXAMPLE_SITE, stack_env, stack_settings
 from tests.pipeline_rig import last_point_times, settled_state
 from tests.polling import eventually
 from tests.truth_figures import influx_figures, influx_is_truth, mismatches, truth_figures
-from wipwatch.cli import wip_snapshot
 from wipwatch.events import Event
 from wipwatch.influx import InfluxTarget
 from wipwatch.ingest import read_status, wait_subscribed
@@ -24,6 +23,7 @@ from wipwatch.mqtt import MqttPublisher
 from wipwatch.services import ChildProcess, NativeStack, python_module_argv, spawn
 from wipwatch.simulators.line import simulate_site
 from wipwatch.site import load_site
+from wipwatch.views import wip_snapshot
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -20,7 +20,6 @@ from tests.conftest import EXAMPLE_SITE, stack_settings
 from tests.pipeline_rig import last_point_times, pipeline, settled_state
 from tests.polling import eventually
 from tests.truth_figures import influx_figures, influx_is_truth, mismatches, truth_figures
-from wipwatch.cli import wip_snapshot
 from wipwatch.errors import ServiceError
 from wipwatch.events import Event
 from wipwatch.influx import InfluxTarget, query
@@ -33,6 +32,7 @@ from wipwatch.settings import REPO_ROOT, load_settings
 from wipwatch.simulators.line import simulate_site
 from wipwatch.simulators.truth import GroundTruth
 from wipwatch.site import Site, load_site
+from wipwatch.views import wip_snapshot
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

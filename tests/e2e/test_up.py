@@ -22,7 +22,6 @@ import pytest
 
 from tests.polling import eventually
 from tests.sockets import listening, process_tree
-from wipwatch.cli import wip_snapshot
 from wipwatch.dashboards.export import build_all
 from wipwatch.dashboards.influxql import expand
 from wipwatch.errors import ServiceError
@@ -31,6 +30,7 @@ from wipwatch.mqtt import MqttPublisher
 from wipwatch.services import free_port, python_module_argv
 from wipwatch.settings import DEFAULT_SITE_FILE, Settings, load_settings
 from wipwatch.site import load_site
+from wipwatch.views import wip_snapshot
 
 #: How long the test watches the live stack after the first data (the brief: 60-90 s of real time).
 WATCH_S = 60.0

@@ -211,7 +211,7 @@ def test_cli_lists_the_retained_alerts_and_follows_changes(alerting: Alerting, t
     import yaml
     from typer.testing import CliRunner
 
-    from wipwatch.cli import app
+    from wipwatch.cli.main import app
 
     site_file = tmp_path / "plant.yaml"
     site_file.write_text(yaml.safe_dump(SITE.model_dump(mode="json", by_alias=True, exclude_none=True)))

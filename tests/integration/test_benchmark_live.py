@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.processors_rig import START, Rig, packed, produce
-from wipwatch.cli_whatif import _line_inputs_from_influx, _line_inputs_from_shift, benchmark_report
+from wipwatch.cli.whatif import _line_inputs_from_influx, _line_inputs_from_shift, benchmark_report
 from wipwatch.events import Event
 from wipwatch.services import NativeStack
 from wipwatch.settings import REPO_ROOT, load_settings

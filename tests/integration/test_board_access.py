@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from tests.conftest import EXAMPLE_SITE
 from tests.polling import eventually
-from wipwatch.cli import app as cli
+from wipwatch.cli.main import app as cli
 from wipwatch.dashboards.board.access import COOKIE
 from wipwatch.dashboards.board.app import create_app
 from wipwatch.dashboards.board.snapshot import SnapshotSource

@@ -7,7 +7,6 @@ child processes; every figure is read back from InfluxDB.
 from __future__ import annotations
 
 import math
-import re
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -22,7 +21,7 @@ from wipwatch.events import Event, PartIn, PartOut
 from wipwatch.influx import query, rows
 from wipwatch.processors.metrics.bottleneck import method_shares
 from wipwatch.processors.metrics.line_state import EngineConfig, period_end
-from wipwatch.services import ChildProcess, NativeStack
+from wipwatch.services import NativeStack
 from wipwatch.settings import REPO_ROOT
 from wipwatch.simulators.line import simulate_site
 from wipwatch.simulators.truth import GroundTruth
@@ -247,12 +246,6 @@ def test_influxdb_down_for_a_minute_delays_points_and_loses_none(rig: Rig) -> No
     assert got == all_locations(EXAMPLE_SITE, wip_from_events(events, point_time))
 
 
-def assignment(worker: ChildProcess) -> list[int]:
-    """The events-topic partitions a worker logged at its latest rebalance."""
-    found = re.findall(r"assigned topic=\S+ partitions=\[([0-9, ]*)\]", worker.log_path.read_text())
-    return [int(p) for p in found[-1].split(",") if p.strip()] if found else []
-
-
 def test_two_workers_split_the_lines_and_agree_with_one(stack: NativeStack, tmp_path: Path) -> None:
     events, truth = simulate(MULTI_LINE_SITE, hours=3, seed=41)
     expected = all_locations(MULTI_LINE_SITE, truth.wip)
@@ -263,7 +256,7 @@ def test_two_workers_split_the_lines_and_agree_with_one(stack: NativeStack, tmp_
         rig.start_worker("single", group="one", database="one")
         pair = [rig.start_worker(f"pair-{i}", group="two", database="two") for i in (1, 2)]
         eventually(
-            lambda: [assignment(w) for w in pair],
+            lambda: [rig.status(w).get("partitions", []) for w in pair],
             lambda found: all(found) and sorted(found[0] + found[1]) == [0, 1, 2, 3],
             90,
             "the four partitions split between the pair",
@@ -272,14 +265,8 @@ def test_two_workers_split_the_lines_and_agree_with_one(stack: NativeStack, tmp_
         rig.wait_wip(expected, database="one")
         rig.wait_wip(expected, database="two")
         assert_same_metrics(rig.metrics("one"), rig.metrics("two"))
-        owned = [
-            {
-                line.id
-                for line in load_site(MULTI_LINE_SITE).lines
-                if f"line={line.id} " in w.log_path.read_text()
-            }
-            for w in pair
-        ]
+        owned = [set(rig.status(w)["lines"]) for w in pair]
+        assert owned[0] | owned[1] == {line.id for line in load_site(MULTI_LINE_SITE).lines}
         assert owned[0] and owned[1] and not owned[0] & owned[1], f"lines per worker: {owned}"
     finally:
         rig.stop()

@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 
 from tests.conftest import EXAMPLE_SITE
 from tests.polling import eventually
-from wipwatch.cli import app
+from wipwatch.cli.main import app
 from wipwatch.dashboards.publish import FOLDER_UID, publish
 from wipwatch.errors import ServiceError
 from wipwatch.services import free_port

@@ -17,6 +17,7 @@ from wipwatch.mqtt import MqttPublisher
 from wipwatch.recorder.formats import Message, RecordingWriter, read_recording
 from wipwatch.recorder.record import Recorder
 from wipwatch.services import ChildProcess, NativeStack, python_module_argv, spawn
+from wipwatch.status import read_status
 
 pytestmark = pytest.mark.integration
 
@@ -36,13 +37,14 @@ def _publish(port: int, messages: list[tuple[str, bytes]]) -> None:
 
 def _record_cli(stack: NativeStack, out: Path, logs: Path, *extra: str) -> ChildProcess:
     argv = python_module_argv("record", "--out", str(out), "--mqtt-port", str(stack.mqtt_port), *extra)
-    child = spawn("record", argv, logs, {"COLUMNS": "200"})
-    eventually(
-        lambda: "mqtt subscribed" in child.log_tail(50) or not child.alive(),
-        bool,
-        timeout=30,
-        what="recorder subscribed",
-    )
+    run_dir = logs.parent / "run"
+    child = spawn("record", argv, logs, {"COLUMNS": "200", "WIPWATCH_RUN_DIR": str(run_dir)})
+
+    def subscribed() -> bool:
+        status = read_status(run_dir, "record-wipwatch-recorder") or {}
+        return bool(status.get("pid") == child.pid and status.get("subscribed")) or not child.alive()
+
+    eventually(subscribed, bool, timeout=30, what="recorder subscribed (its status file)")
     assert child.alive(), child.log_tail()
     return child
 
@@ -79,6 +81,8 @@ def test_ctrl_c_closes_the_recording_cleanly(stack: NativeStack, tmp_path: Path,
         child.process.wait(30)
     assert child.process.returncode == 0, child.log_tail()
     assert f"recorded {N} messages" in child.log_tail()
+    final = read_status(tmp_path / "run", "record-wipwatch-recorder")
+    assert final is not None and (final["received"], final["written"]) == (N, N), final
     reader = read_recording(out)
     assert [(m.topic, m.payload) for m in reader] == sent
     assert reader.format == fmt

@@ -255,7 +255,7 @@ def test_grafana_alert_rule_queries_judge_the_written_points(stack: NativeStack)
 
 def test_benchmark_reads_the_live_figures(stack: NativeStack, tmp_path: Path) -> None:
     """`wipwatch benchmark` from InfluxDB: every station worked 1200 s for 40 departures (te = 30 s)."""
-    from wipwatch.cli_whatif import _line_inputs_from_influx, benchmark_report
+    from wipwatch.cli.whatif import _line_inputs_from_influx, benchmark_report
     from wipwatch.settings import load_settings
 
     site = load_site(EXAMPLE_SITE)

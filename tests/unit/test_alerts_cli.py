@@ -10,7 +10,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from wipwatch.cli import app
+from wipwatch.cli.main import app
 from wipwatch.events import PartIn, PartOut, StationState, encode_event, topic_for
 from wipwatch.recorder.formats import Message, RecordingWriter
 

@@ -11,15 +11,15 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.shifts import record_shift
-from wipwatch.cli import app
-from wipwatch.errors import RecordingError, SiteFileError
-from wipwatch.processors.metrics.benchmarking import (
+from wipwatch.benchmarking import (
     OperatingPoint,
     line_benchmark,
     site_stations,
     station_capacity,
     verdict,
 )
+from wipwatch.cli.main import app
+from wipwatch.errors import RecordingError, SiteFileError
 from wipwatch.simulators.line import simulate_site
 from wipwatch.site import load_site
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from wipwatch.processors.metrics.benchmarking import (
+from wipwatch.benchmarking import (
     LineBenchmark,
     OperatingPoint,
     StationCapacity,
@@ -171,7 +171,7 @@ def test_bad_arguments_name_the_parameter(call: object, match: str) -> None:
 def test_site_stations_and_observed_capacity() -> None:
     from pathlib import Path
 
-    from wipwatch.processors.metrics.benchmarking import StationObservation, site_stations, station_capacity
+    from wipwatch.benchmarking import StationObservation, site_stations, station_capacity
     from wipwatch.site import load_site
 
     site = load_site(Path(__file__).parents[2] / "examples" / "multi-line-site.yaml")

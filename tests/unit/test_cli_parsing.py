@@ -3,7 +3,7 @@
 import pytest
 import typer
 
-from wipwatch.cli import parse_duration, parse_speed
+from wipwatch.cli.options import parse_duration, parse_speed
 
 pytestmark = pytest.mark.unit
 

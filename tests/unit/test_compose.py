@@ -17,7 +17,7 @@ import pytest
 import yaml
 from typer.main import get_command
 
-from wipwatch.cli import app
+from wipwatch.cli.main import app
 from wipwatch.credentials import (
     INFLUX_READER_USER,
     INFLUX_WRITER_USER,

@@ -67,7 +67,7 @@ def test_client_security_errors_name_the_setting(tmp_path: Path) -> None:
 def test_wipwatch_secrets_writes_once_and_rotates_only_when_asked(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from wipwatch.cli import app
+    from wipwatch.cli.main import app
 
     first = CliRunner().invoke(app, ["secrets", "--dir", str(tmp_path)])
     assert first.exit_code == 0, first.output

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from tests.shifts import record_shift
+from wipwatch.cli.whatif import read_events
 from wipwatch.simulators.fit import fit_distribution, fit_shift, left_censored_weights
 from wipwatch.simulators.line import simulate_site
-from wipwatch.simulators.observation import observe, read_events
+from wipwatch.simulators.observation import observe
 from wipwatch.simulators.truth import GroundTruth
 from wipwatch.simulators.whatif import as_run, run_variant
 from wipwatch.site import Site, load_site

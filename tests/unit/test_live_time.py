@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from wipwatch.cli import app, grafana_shift_link, recording_event_range
+from wipwatch.cli.main import app
+from wipwatch.cli.stack import grafana_shift_link, recording_event_range
 from wipwatch.events import Event, encode_event, topic_for
 from wipwatch.recorder.formats import Message, RecordingWriter
 from wipwatch.settings import DEFAULT_SITE_FILE

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import typer
 
-from wipwatch.cli import parse_time_point, replay_stack
+from wipwatch.cli.options import parse_time_point
+from wipwatch.cli.stack import replay_stack
 from wipwatch.recorder.replay import TimePoint
 
 pytestmark = pytest.mark.unit

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from wipwatch.cli import _replay_counted, replay_site
+from wipwatch.cli.stack import _replay_counted, replay_site
 from wipwatch.errors import RecordingError
 from wipwatch.recorder.formats import Message, RecordingWriter, read_recording, site_header
 from wipwatch.recorder.replay import SiteCandidate, site_for_recording, survey

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from wipwatch.cli import app
+from wipwatch.cli.main import app
 from wipwatch.errors import SiteFileError
 from wipwatch.events import PartIn, PartOut, validate_message
 from wipwatch.recorder.formats import read_recording

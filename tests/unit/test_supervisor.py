@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from wipwatch.cli.supervisor import ChildSpec, Supervisor, SupervisorGaveUp
 from wipwatch.services import ChildProcess
-from wipwatch.supervisor import ChildSpec, Supervisor, SupervisorGaveUp
 
 pytestmark = pytest.mark.unit
 

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import EXAMPLE_SITE
-from wipwatch.cli import app
+from wipwatch.cli.main import app
 from wipwatch.dashboards.export import PROVISIONED_JSON_DIR
 
 pytestmark = pytest.mark.unit

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from tests.shifts import record_shift
+from wipwatch.cli.whatif import read_events
 from wipwatch.simulators.fit import fit_shift
-from wipwatch.simulators.observation import observe, read_events
+from wipwatch.simulators.observation import observe
 from wipwatch.simulators.whatif import (
     Estimate,
     Variant,

@@ -1,8 +1,8 @@
 """``wipwatch benchmark`` and ``wipwatch whatif``: where improvement pays (docs/benchmarking.md).
 
-Kept apart from ``cli.py`` (which registers the two commands): the CLI layer's glue between the live
-metrics or a recording, the benchmark formulas (``processors/metrics/benchmarking.py``) and the what-if
-runs (``simulators/fit.py``, ``simulators/whatif.py``). Like ``cli.py``, the only place that prints.
+The CLI layer's glue between the live metrics or a recording (``recorder/``), the benchmark formulas
+(``wipwatch/benchmarking.py``) and the what-if runs (``simulators/fit.py``, ``simulators/whatif.py``);
+``main.py`` registers the two commands.
 """
 
 from __future__ import annotations
@@ -17,12 +17,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import yaml
-from rich.console import Console
 from rich.table import Table
 
-from wipwatch.errors import RecordingError, SiteFileError
-from wipwatch.measurements import FLOW_TIME, LEAD_TIME, STATION, THROUGHPUT
-from wipwatch.processors.metrics.benchmarking import (
+from wipwatch.benchmarking import (
     LineBenchmark,
     OperatingPoint,
     StationObservation,
@@ -34,6 +31,10 @@ from wipwatch.processors.metrics.benchmarking import (
     verdict,
     worst_case,
 )
+from wipwatch.cli.options import SiteOpt, console, err_console, parse_duration
+from wipwatch.errors import RecordingError, SiteFileError
+from wipwatch.events import Event
+from wipwatch.measurements import FLOW_TIME, LEAD_TIME, STATION, THROUGHPUT
 from wipwatch.settings import Settings, load_settings
 from wipwatch.site import Scenario, Site, load_site
 
@@ -41,10 +42,6 @@ if TYPE_CHECKING:
     from wipwatch.simulators.observation import ShiftObservation
     from wipwatch.simulators.whatif import Estimate
 
-console = Console()
-err_console = Console(stderr=True)
-
-SiteOpt = Annotated[Path | None, typer.Option("--site", help="site file (default: WIPWATCH_SITE_FILE)")]
 StartOpt = Annotated[
     str | None, typer.Option(help="shift start, ISO 8601 with timezone (default: the first event)")
 ]
@@ -68,8 +65,6 @@ def _start(text: str | None) -> datetime | None:
 
 
 def _seconds(text: str | None) -> float | None:
-    from wipwatch.cli import parse_duration
-
     if text is None:
         return None
     seconds = parse_duration(text)
@@ -78,9 +73,31 @@ def _seconds(text: str | None) -> float | None:
     return seconds
 
 
+def read_events(path: Path, site: Site) -> tuple[list[Event], int, list[str]]:
+    """The site's v1 events of a recording in file order (each event id once), how many messages were not
+    (``simulators.observation.site_events``), and the parts of the file the reader could not read (line
+    number and reason; a damaged file still yields every readable message).
+
+    Raises:
+        RecordingError: unreadable file, unknown format, or no event of the site at all.
+    """
+    from wipwatch.recorder.formats import read_recording
+    from wipwatch.simulators.observation import site_events
+
+    reader = read_recording(path)
+    events, ignored = site_events((message.payload for message in reader), site)
+    unreadable = [str(skip) for skip in reader.skipped]
+    if not events:
+        raise RecordingError(
+            f"{path}: no event of site {site.site!r} with a location of the site file "
+            f"({ignored} messages ignored, {len(unreadable)} lines unreadable); is it the right --site?"
+        )
+    return events, ignored, unreadable
+
+
 def read_shift(path: Path, site: Site, start: str | None, duration: str | None) -> ShiftObservation:
     """A recording's events of ``site`` replayed through per-line counters; skipped lines reported."""
-    from wipwatch.simulators.observation import observe, read_events
+    from wipwatch.simulators.observation import observe
 
     if not path.is_file():
         raise RecordingError(f"{path}: no such recording")

@@ -1,6 +1,6 @@
 """``wipwatch alerts``: the active alerts (retained MQTT state), live changes, and backtests of the rules.
 
-A command group of its own, added to ``wipwatch.cli``; errors propagate to its one-line error handler.
+A command group of its own, added to the app in ``main.py``; errors propagate to its one-line error handler.
 """
 
 from __future__ import annotations
