@@ -51,9 +51,12 @@ class CachedSnapshots:
 
     async def get(self) -> dict[str, Any]:
         async with self._lock:
-            if self._clock() - self._taken_at >= self.interval * 0.9:
+            started = self._clock()
+            if started - self._taken_at >= self.interval * 0.9:
                 self._snapshot = await asyncio.to_thread(self.source.snapshot)
-                self._taken_at = self._clock()
+                # its age counts from when its queries began: counted from their end, a stream asking
+                # once per interval got every other snapshot from the cache, a second older
+                self._taken_at = started
             return self._snapshot
 
 
