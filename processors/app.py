@@ -12,9 +12,10 @@ Per batch, in this order:
 4. store each line's state, with its offset, then one checkpoint per partition, in the changelog.
 
 A crash at any point either replays records the stored state has not seen or skips records it has: every
-accepted event counts exactly once (docs/metrics.md). A timer releases events still waiting for the
-lateness when a line goes quiet. The worker's partitions and lines go to its status file
-(processors/status.py).
+accepted event counts exactly once (docs/metrics.md). A timer applies events still waiting for the
+lateness when no new record brings them out: a live line's once the wall clock has passed them by the
+lateness, any line's once it has been quiet for the idle release. The worker's partitions and lines go
+to its status file (processors/status.py).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from wipwatch.events import decode_record, parse_line_key
 from wipwatch.influx import InfluxTarget, InfluxWriter
 from wipwatch.kafka import ensure_event_topics
 from wipwatch.processors.alert_delivery import delivery_from_settings
+from wipwatch.processors.consumer import PromptApp
 from wipwatch.processors.exactly_once import Decision, ExactlyOnce, checkpoint_key, encode_checkpoint
 from wipwatch.processors.metrics.line_state import EngineConfig, LineEngine
 from wipwatch.processors.points import collect_points, line_points, quality_points
@@ -47,6 +49,8 @@ from wipwatch.site import Site, load_site
 
 log = logging.getLogger(__name__)
 
+#: How often waiting events are looked at between batches (``release_waiting_lines``), in seconds.
+RELEASE_TICK_S = 0.25
 #: Largest changelog record (one line's whole state); the embedded broker and compose's allow as much.
 MAX_STATE_BYTES = KAFKA_MAX_MESSAGE_BYTES
 #: The changelog is rewritten with each line's whole state every batch: compaction keeps the latest per
@@ -77,6 +81,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         dedup_max_ids=settings.processor_dedup_max_ids,
         point_interval_s=settings.processor_point_interval_s,
         max_ahead_s=settings.max_clock_ahead_s,
+        live_window_s=settings.processor_lateness_s + settings.processor_idle_release_s,
     )
 
 
@@ -91,7 +96,7 @@ def create_app(settings: Settings, site: Site | None = None, writer: InfluxWrite
     started = time.time()  # a line's silence counts from here at the earliest (records may wait in Kafka)
     datadir = Path(settings.run_dir) / "faust"
     datadir.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
+    app = PromptApp(
         settings.processor_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
         store="memory://",
@@ -301,27 +306,39 @@ def create_app(settings: Settings, site: Site | None = None, writer: InfluxWrite
                                 cache[key].last_seen = time.monotonic()
                                 engine.heard(time.time())  # alerts: line_silent is judged on the wall clock
                     progress.handled(partition, offset)
+                wall_now = time.time()
                 for engine in touched.values():
-                    engine.release()
+                    engine.release(wall_now=wall_now)
                 await publish(touched, progress.take_checkpoints())
 
-    @app.timer(interval=max(0.1, settings.processor_idle_release_s / 2))  # type: ignore[untyped-decorator]
-    async def release_quiet_lines() -> None:
-        """Apply what waits for the lateness once a line has been quiet for ``processor_idle_release_s``."""
-        quiet_since = time.monotonic() - settings.processor_idle_release_s
+    tick = max(0.05, min(RELEASE_TICK_S, settings.processor_idle_release_s / 2))
+
+    @app.timer(interval=tick)  # type: ignore[untyped-decorator]
+    async def release_waiting_lines() -> None:
+        """Apply what waits for the lateness when no new record of the line brings it out.
+
+        A line with no record for a tick: a live line's events once the wall clock is the lateness past
+        them (``LineEngine.release``); any line's once it has been quiet for ``processor_idle_release_s``.
+        Lines with records are served by their batches.
+        """
+        now = time.monotonic()
+        quiet_since = now - settings.processor_idle_release_s
+        wall_now = time.time()
         async with lock:
             assigned = assigned_partitions()
             touched = {}
             for key, cached in cache.items():
                 engine = cached.engine
                 if (
-                    engine.state.pending
-                    and cached.last_seen < quiet_since
-                    and engine.state.partition in assigned
+                    not engine.state.pending
+                    or cached.last_seen >= now - tick
+                    or engine.state.partition not in assigned
+                    or cached.blob is not table.data.get(key)  # the table moved on (rebalance)
                 ):
-                    if cached.blob is not table.data.get(key):
-                        continue  # the table moved on (rebalance); the owner releases it
-                    engine.release(everything=True)
+                    continue
+                waiting = len(engine.state.pending)
+                engine.release(everything=cached.last_seen < quiet_since, wall_now=wall_now)
+                if len(engine.state.pending) < waiting:
                     touched[key] = engine
             if touched:
                 await publish(touched, {})

@@ -7,9 +7,11 @@ When points are stamped (docs/metrics.md, "When points are written"): a line's e
 periods of ``point_interval_s`` (processors/metrics/line_state.py). When a period closes, every
 measurement of every location of the line is rendered as of the period's end; when a queue shrank, its
 ``queue`` point is rendered at that instant (:func:`collect_points`, the engine's ``on_snapshot``). After
-each batch the open period is rendered too, stamped with its end (:func:`line_points`): it holds the
+each batch the open period is rendered too (:func:`line_points`), stamped with its end: it holds the
 newest figures until the period closes and rewrites that point (same series and time overwrite in
-InfluxDB). All depend only on the events, so a replay at any speed or batch size writes the same series.
+InfluxDB). For live data, whose open period ends in the future, it is stamped at the wall clock instead
+(a provisional point, corrected by the points that follow). Past data never takes the wall clock, so a
+replay at any speed or batch size writes the same series.
 """
 
 from __future__ import annotations
@@ -140,7 +142,10 @@ def snapshot_points(engine: LineEngine, now: float) -> list[str]:
         line(
             THROUGHPUT,
             line_tags,
-            _throughput_fields(st.shipped.per_hour(now), demand, st.shipped.total, elapsed),
+            {
+                **_throughput_fields(st.shipped.per_hour(now), demand, st.shipped.total, elapsed),
+                "events": st.alerts.events,
+            },
             t_us,
         )
     )

@@ -51,9 +51,12 @@ class CachedSnapshots:
 
     async def get(self) -> dict[str, Any]:
         async with self._lock:
-            if self._clock() - self._taken_at >= self.interval * 0.9:
+            started = self._clock()
+            if started - self._taken_at >= self.interval * 0.9:
                 self._snapshot = await asyncio.to_thread(self.source.snapshot)
-                self._taken_at = self._clock()
+                # its age counts from when its queries began: counted from their end, a stream asking
+                # once per interval got every other snapshot from the cache, a second older
+                self._taken_at = started
             return self._snapshot
 
 
@@ -114,13 +117,16 @@ def create_app(
             )
 
         async def stream() -> AsyncIterator[dict[str, str]]:
+            due = time.monotonic()
             while not await request.is_disconnected():
                 taken = await current()
                 if taken is None:
                     yield {"event": "failure", "data": json.dumps(_SNAPSHOT_FAILED)}
                 else:
                     yield {"event": "snapshot", "data": json.dumps(taken)}
-                await asyncio.sleep(interval)
+                # one update per interval, the snapshot's own time included (it adds to the live latency)
+                due = max(due + interval, time.monotonic())
+                await asyncio.sleep(due - time.monotonic())
 
         open_streams["n"] += 1
         return CountedStream(stream(), ping=15)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,7 +69,7 @@ class Latest:
 MEASUREMENTS: tuple[Latest, ...] = (
     Latest(WIP, "parts", ("value",)),
     Latest(QUEUE, "growth_per_hour", ("since_shrink_s",)),
-    Latest(THROUGHPUT, "parts_per_hour", ("demand_per_hour", "production_ratio")),
+    Latest(THROUGHPUT, "parts_per_hour", ("demand_per_hour", "production_ratio", "events")),
     Latest(FLOW_TIME, "p90_s", ("p50_s", "p99_s", "oldest_age_s")),
     Latest(LEAD_TIME, "littles_law_s", ("measured_s", "value_added_ratio", "avg_wip"), ("line",)),
     Latest(BOTTLENECK, "momentary", ("share", "active_period_s")),
@@ -154,6 +155,12 @@ class SnapshotSource:
         found = rows(query(self.target, spec.influxql(self.site.site)))
         return {tuple(r.get(g, "") for g in spec.group_by): r for r in found}
 
+    def _latest_or_error(self, spec: Latest) -> dict[tuple[str, ...], dict[str, Any]] | ServiceError:
+        try:
+            return self._latest(spec)
+        except ServiceError as exc:
+            return exc
+
     def _trends(self, latest_us: int) -> dict[tuple[str, str], list[float | None]]:
         bucket_s = TREND_WINDOW_S // TREND_BUCKETS
         start_us = latest_us - TREND_WINDOW_S * 1_000_000
@@ -175,13 +182,17 @@ class SnapshotSource:
         """The site's lines and locations in flow order with their latest metrics (None where missing)."""
         data: dict[str, dict[tuple[str, ...], dict[str, Any]]] = {}
         error: str | None = None
-        for spec in MEASUREMENTS:
-            try:
-                data[spec.measurement] = self._latest(spec)
-            except ServiceError as exc:
-                log.warning("snapshot query failed measurement=%s error=%s", spec.measurement, exc)
+        # the queries at once: one after the other they took most of a live update's delay on a loaded
+        # machine (bench/latency.py, docs/metrics.md)
+        with ThreadPoolExecutor(max_workers=len(MEASUREMENTS)) as pool:
+            answers = list(pool.map(self._latest_or_error, MEASUREMENTS))
+        for spec, answer in zip(MEASUREMENTS, answers, strict=True):
+            if isinstance(answer, ServiceError):
+                log.warning("snapshot query failed measurement=%s error=%s", spec.measurement, answer)
                 error = INFLUX_ERROR
                 data[spec.measurement] = {}
+            else:
+                data[spec.measurement] = answer
         wip_times = [r["time"] for r in data[WIP].values() if isinstance(r.get("time"), int)]
         latest_us = max(wip_times) if wip_times else None
         trends: dict[tuple[str, str], list[float | None]] = {}
@@ -288,6 +299,7 @@ class SnapshotSource:
             "takt_s": line.takt_seconds,
             "throughput_per_hour": _num(get(THROUGHPUT, LINE_LOCATION, "parts_per_hour")),
             "production_ratio": _num(get(THROUGHPUT, LINE_LOCATION, "production_ratio")),
+            "events": _num(get(THROUGHPUT, LINE_LOCATION, "events")),
             "flow_p90_s": _num(get(FLOW_TIME, LINE_LOCATION, "p90_s")),
             "littles_law_s": _num(lead.get("littles_law_s")),
             "measured_lead_s": _num(lead.get("measured_s")),

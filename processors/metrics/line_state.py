@@ -110,6 +110,9 @@ class EngineConfig:
     point_interval_s: float = 60.0
     #: Seconds an event time may be after its Kafka record's timestamp (``WIPWATCH_MAX_CLOCK_AHEAD_S``).
     max_ahead_s: float = math.inf
+    #: A line is *live* while its newest event is at most this old on the caller's wall clock (``release``);
+    #: the processors use the lateness plus the idle release, so a burst's last events still count.
+    live_window_s: float = 5.0
 
     @property
     def horizon_s(self) -> float:
@@ -126,7 +129,7 @@ class EngineConfig:
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("lateness_s", "dedup_horizon_s"):
+        for name in ("lateness_s", "dedup_horizon_s", "live_window_s"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.dedup_max_ids < 1:
@@ -321,12 +324,24 @@ class LineEngine:
         self._issue("", reason, self._clock_or(received_at))
         return True
 
-    def release(self, everything: bool = False) -> int:
-        """Apply the waiting events up to the watermark minus the lateness (all with ``everything``)."""
+    def release(self, everything: bool = False, wall_now: float | None = None) -> int:
+        """Apply the waiting events up to the watermark minus the lateness (all with ``everything``).
+
+        ``wall_now`` (POSIX seconds, the caller's clock) lets a *live* line's events wait for the lateness
+        in wall time too: while the line's newest event is at most ``live_window_s`` old, an event is
+        applied once the wall clock is the lateness past it, even if no later event has come. A line
+        whose events are older (a replay of past data, a backlog) waits for its watermark only, so what
+        it applies, and in which order, does not depend on how fast it is replayed (docs/metrics.md,
+        "Live latency and the release policy").
+        """
         st = self.state
         if not st.pending or st.watermark is None:
             return 0
-        bound = float("inf") if everything else st.watermark - self.config.lateness_s
+        lateness = self.config.lateness_s
+        bound = st.watermark
+        if wall_now is not None and st.watermark >= wall_now - self.config.live_window_s:
+            bound = max(bound, wall_now)
+        bound = float("inf") if everything else bound - lateness
         applied = 0
         pending = st.pending
         while pending and pending[0][0] <= bound:

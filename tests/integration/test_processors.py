@@ -164,7 +164,7 @@ def test_duplicates_late_and_impossible_events_are_counted_not_applied(rig: Rig)
     later = [
         move(PartIn, "e2", "raw", "p2", 10),  # duplicate id, in a later record
         move(PartOut, "e4", "raw", "p1", 100),
-        move(PartIn, "e5", "raw", "p5", 98),  # out of order by 2 s: within the 5 s lateness
+        move(PartIn, "e5", "raw", "p5", 98),  # out of order by 2 s, in the same record: put in its place
         move(PartOut, "e6", "b-cut", "ghost", 101),  # departure without arrival
         move(PartIn, "e7", "raw", "p7", 200),
         move(PartIn, "e8", "raw", "p8", 150),  # 50 s late: applied at the line's clock, counted as late

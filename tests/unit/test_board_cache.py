@@ -48,6 +48,30 @@ def test_a_new_interval_takes_a_new_snapshot() -> None:
     assert asyncio.run(over_time()) == [{"n": 1}, {"n": 1}, {"n": 2}]
 
 
+def test_a_stream_asking_once_an_interval_gets_a_fresh_snapshot_however_long_one_takes() -> None:
+    """A snapshot's age counts from its start: a slow one (0.3 s of queries) is no reason to serve the
+    previous one to the next tick of a live-update stream (bench/latency.py measured the board a second
+    late that way)."""
+    now = {"t": 100.0}
+
+    class SlowSource(CountingSource):
+        def snapshot(self) -> dict[str, Any]:
+            now["t"] += 0.3
+            return super().snapshot()
+
+    source = SlowSource()
+    cache = CachedSnapshots(source, interval=1.0, clock=lambda: now["t"])  # type: ignore[arg-type]
+
+    async def ticks() -> list[dict[str, Any]]:
+        seen = []
+        for tick in range(3):
+            now["t"] = 100.0 + tick  # the stream's ticks, one interval apart
+            seen.append(await cache.get())
+        return seen
+
+    assert asyncio.run(ticks()) == [{"n": 1}, {"n": 2}, {"n": 3}]
+
+
 def test_interval_must_be_positive() -> None:
     with pytest.raises(ValueError, match="interval must be > 0, got 0"):
         CachedSnapshots(CountingSource(), interval=0)  # type: ignore[arg-type]

@@ -79,6 +79,34 @@ def test_events_out_of_order_within_the_lateness_are_put_in_their_place() -> Non
     assert wip(e)["q"] == 1
 
 
+def test_a_live_line_waits_for_the_lateness_in_wall_time_a_replayed_one_for_its_watermark() -> None:
+    """Release policy (docs/metrics.md): no later event is needed to apply a live line's events."""
+    t0 = T0.timestamp()
+    stream = [into("a", "q", "p1", 10), out("b", "q", "p1", 12), into("c", "q", "p2", 13)]
+    live = engine(lateness_s=2)
+    live.offer(stream, partition=0, offset=0)
+    assert live.release() == 1, "the watermark (13 s) minus 2 s: 10 s"
+    assert live.release(wall_now=t0 + 13.9) == 0, "wall 13.9 s minus 2 s: 12 s waits"
+    assert live.release(wall_now=t0 + 14.5) == 1, "the wall clock is 2 s past 12 s; no later event came"
+    assert wip(live)["q"] == 0
+    assert live.release(wall_now=t0 + 14.9) == 0, "13 s waits until 15 s"
+    assert live.release(wall_now=t0 + 15.0) == 1
+    # the same events a minute later (a replay of the past, a backlog): the watermark decides, as without
+    # a clock, so what is applied does not depend on when or how fast the events come
+    replayed = engine(lateness_s=2)
+    replayed.offer(stream, partition=0, offset=0)
+    assert replayed.release(wall_now=t0 + 75) == 1
+    assert replayed.state.released == t0 + 10
+    # a burst's end: nothing comes after 13 s; within the live window the wall clock still applies it
+    ended = engine(lateness_s=2, live_window_s=4)
+    ended.offer(stream, partition=0, offset=0)
+    assert ended.release(wall_now=t0 + 17.5) == 1, "13 s is 4.5 s old: not live, the watermark's 10 s only"
+    assert ended.release(wall_now=t0 + 16.5) == 2, "13 s is 3.5 s old: live, the wall clock is past 13 + 2"
+    # an event that comes after its place was passed in wall time is late, as beyond the lateness
+    live.offer([into("d", "q", "p3", 12.5)], partition=0, offset=1)
+    assert live.state.quality == {"late": 1}
+
+
 def test_a_record_at_or_below_the_stored_offset_is_skipped_whole() -> None:
     e = engine(lateness_s=0)
     assert e.offer([into("a", "q", "p1", 1)], partition=3, offset=7)
