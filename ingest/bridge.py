@@ -27,25 +27,26 @@ import asyncio
 import base64
 import contextlib
 import hashlib
-import json
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from aiokafka import AIOKafkaProducer  # untyped: used through wipwatch.kafka.RecordProducer
 
+from wipwatch import status
 from wipwatch.errors import EventError, Rejection
 from wipwatch.events import ALERTS_TOPIC_ROOT, EVENT_TOPIC_FILTER, line_key, pack_events, validate_message
 from wipwatch.kafka import RecordProducer, ensure_event_topics, send_line_record
 from wipwatch.mqtt import MqttSecurity
 from wipwatch.mqtt_subscriber import InboundMessage, MqttSubscriber
-from wipwatch.services import ChildProcess, wait_until
 from wipwatch.settings import Settings
 from wipwatch.site import Site
+
+if TYPE_CHECKING:
+    from wipwatch.services import ChildProcess
 
 log = logging.getLogger(__name__)
 
@@ -71,31 +72,22 @@ class IngestStats:
     reasons: dict[str, int] = field(default_factory=dict)
 
 
+def status_name(client_id: str) -> str:
+    """The name of an ingest instance's status file (subscribed, counts; ``wipwatch.status``)."""
+    return f"ingest-{client_id}"
+
+
 def status_path(run_dir: Path, client_id: str) -> Path:
-    """Where an ingest instance reports that it is subscribed, and its counts (JSON, rewritten atomically)."""
-    return run_dir / "status" / f"ingest-{client_id}.json"
-
-
-def wait_subscribed(child: ChildProcess, run_dir: Path, client_id: str, timeout: float = 60.0) -> None:
-    """Wait until the ingest process ``child`` is subscribed: start producers only after this.
-
-    Raises:
-        ServiceError: the process exited or did not subscribe in time.
-    """
-
-    def subscribed() -> bool:
-        status = read_status(run_dir, client_id)
-        return bool(status and status.get("pid") == child.pid and status.get("subscribed"))
-
-    wait_until(child, subscribed, timeout)
+    return status.status_file(run_dir, status_name(client_id))
 
 
 def read_status(run_dir: Path, client_id: str) -> dict[str, Any] | None:
-    try:
-        data: dict[str, Any] = json.loads(status_path(run_dir, client_id).read_text())
-        return data
-    except (OSError, ValueError):
-        return None
+    return status.read_status(run_dir, status_name(client_id))
+
+
+def wait_subscribed(child: ChildProcess, run_dir: Path, client_id: str, timeout: float = 60.0) -> None:
+    """Wait until the ingest process ``child`` is subscribed: start producers only after this."""
+    status.wait_subscribed(child, run_dir, status_name(client_id), timeout)
 
 
 def deadletter_record(
@@ -267,11 +259,9 @@ class IngestBridge:
 
     def write_status(self) -> None:
         """Report subscription state and counts in the run directory (read by ``up``, tests and ops)."""
-        path = status_path(self.settings.run_dir, self.settings.ingest_client_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"pid": os.getpid(), "time": time.time(), **self.stats.__dict__}))
-        tmp.replace(path)
+        status.write_status(
+            self.settings.run_dir, status_name(self.settings.ingest_client_id), self.stats.__dict__
+        )
 
     async def _forward(
         self, producer: RecordProducer, batch: list[InboundMessage]

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from wipwatch.services import ChildProcess, wait_until
+
 
 def status_file(run_dir: Path, name: str) -> Path:
     """The status file called ``name`` in ``run_dir``."""
@@ -37,3 +39,19 @@ def read_status(run_dir: Path, name: str) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def wait_subscribed(child: ChildProcess, run_dir: Path, name: str, timeout: float = 60.0) -> None:
+    """Wait until the process ``child`` reports ``subscribed`` in its status file ``name`` (ingest, the
+    recorder): whoever starts a subscriber starts its producers only after this, because MQTT keeps
+    nothing for a session that does not exist yet.
+
+    Raises:
+        ServiceError: the process exited or did not subscribe within ``timeout`` seconds.
+    """
+
+    def subscribed() -> bool:
+        status = read_status(run_dir, name)
+        return bool(status and status.get("pid") == child.pid and status.get("subscribed"))
+
+    wait_until(child, subscribed, timeout)
