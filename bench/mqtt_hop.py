@@ -9,6 +9,8 @@ Figures, all in one run on one fresh native stack (mosquitto, Apache Kafka, infl
 - ``publish_to_c_sub_rate``: the same into ``mosquitto_sub -q 1`` until it has every message;
 - ``ingest_rate``: MQTT -> ingest (``--ingest`` processes on one shared subscription) -> Kafka, until the
   ingest status files count every event accepted (they are rewritten every second: +-1 s);
+- ``e2e_<service>_cpu``: CPU seconds ingest and the processors used in that phase, as a share of a core
+  and per event (a low share beside a low rate: the machine, not the code, set the rate);
 - ``end_to_end_rate``: publisher -> ingest -> Kafka -> processors -> InfluxDB until the WIP of every
   location in InfluxDB equals the simulator's ground truth (lossless, no double counting), timed from
   the moment the processors hold their partitions (their start-up is not counted). With
@@ -29,6 +31,7 @@ import argparse
 import collections
 import json
 import logging
+import os
 import re
 import shutil
 import subprocess
@@ -135,6 +138,12 @@ def c_baseline(port: int, messages: list[tuple[str, bytes]], work: Path) -> floa
     return rate
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def assigned(log: Path) -> bool:
     """Whether a processors worker logged an assignment of events-topic partitions."""
     return bool(re.search(r"assigned topic=\S+ partitions=\[\d", log.read_text(errors="replace")))
@@ -222,6 +231,16 @@ def report(figures: dict[str, float], hours: float, ingest: int) -> None:
     if "ingest_split" in figures:
         print(f"ingest_processes: {ingest}, split min/max {figures['ingest_split']:.2f}")
     print(f"receive_maximum: {figures['receive_maximum']:.0f} (each ingest process)")
+    if "e2e_load_1m" in figures:
+        print(f"e2e_load_1m: {figures['e2e_load_1m']:.1f} (load average at the end, 2 cores)")
+    for who in ("ingest", "processors"):
+        if f"e2e_{who}_cpu_s" in figures:
+            cpu = figures[f"e2e_{who}_cpu_s"]
+            print(
+                f"e2e_{who}_cpu: {cpu:.1f} s CPU in {figures['e2e_wall_s']:.1f} s "
+                f"({cpu / figures['e2e_wall_s']:.2f} of a core), "
+                f"{1e6 * cpu / figures['messages']:.0f} us an event"
+            )
 
 
 def main() -> None:
@@ -326,6 +345,7 @@ def main() -> None:
                         )
                         children.append(worker)
                         wait_until(worker, lambda w=worker: assigned(w.log_path), 180)
+                    cpu_before = {c.name: cpu_seconds(c.pid) for c in children}
                     spies = (
                         profile({c.name: c.pid for c in children}, 20, args.profile) if args.profile else []
                     )
@@ -353,9 +373,17 @@ def main() -> None:
                             report(figures, args.hours, args.ingest)
                             sys.exit(f"{phase} did not finish (dead: {dead}); logs in {run / 'logs'}")
                         time.sleep(0.05)
-                    figures[f"{phase}_rate" if phase == "ingest" else "end_to_end_rate"] = n / (
-                        time.perf_counter() - began
-                    )
+                    wall = time.perf_counter() - began
+                    figures[f"{phase}_rate" if phase == "ingest" else "end_to_end_rate"] = n / wall
+                    if phase == "e2e":
+                        # how much of a core each service got: a rate below what the same code reaches
+                        # alone (bench/processors.py) with a small share means the machine, not the code
+                        figures["e2e_wall_s"] = wall
+                        figures["e2e_load_1m"] = os.getloadavg()[0]
+                        for child in children:
+                            who = "processors" if child.name.endswith("processors") else "ingest"
+                            used = cpu_seconds(child.pid) - cpu_before[child.name]
+                            figures[f"e2e_{who}_cpu_s"] = figures.get(f"e2e_{who}_cpu_s", 0.0) + used
                     for spy in spies:
                         spy.wait(60)
                 finally:

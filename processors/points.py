@@ -16,10 +16,11 @@ replay at any speed or batch size writes the same series.
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Iterator
 
-from wipwatch.influx import line
+from wipwatch.influx import keyed_line, line, series_key
 from wipwatch.measurements import (
     ALERTS,
     BOTTLENECK,
@@ -46,6 +47,18 @@ def _us(t: float) -> int:
     return round(t * 1_000_000)
 
 
+@functools.lru_cache(maxsize=65536)
+def _key(measurement: str, site: str, line_id: str, location: str | None, kind: str | None = None) -> str:
+    """The series key of a point of ``line_id`` (``location`` None: no location tag), made once: a
+    snapshot renders ~60 points of the same series every period (``wipwatch.influx.series_key``)."""
+    tags = {"site": site, "line": line_id}
+    if location is not None:
+        tags["location"] = location
+    if kind is not None:
+        tags["kind"] = kind
+    return series_key(measurement, tags)
+
+
 def collect_points(engine: LineEngine, at: float, locations: frozenset[str] | None) -> None:
     """``on_snapshot`` of the processors' engines: keep the snapshot's points in ``engine.changes``.
 
@@ -63,12 +76,7 @@ def queue_points(engine: LineEngine, now: float, locations: frozenset[str]) -> l
     st = engine.state
     t_us = _us(now)
     return [
-        line(
-            QUEUE,
-            {"site": st.site, "line": st.line, "location": loc.id},
-            _queue_fields(st.locations[loc.id], now),
-            t_us,
-        )
+        keyed_line(_key(QUEUE, st.site, st.line, loc.id), _queue_fields(st.locations[loc.id], now), t_us)
         for loc in engine.line.locations
         if loc.id in locations
     ]
@@ -104,7 +112,7 @@ def snapshot_points(engine: LineEngine, now: float) -> list[str]:
     if st.released is None:
         return []
     t_us = _us(now)
-    base = {"site": st.site, "line": st.line}
+    site, line_id = st.site, st.line
     demand = engine.line.demand_per_hour
     elapsed = now - st.started if st.started is not None else 0.0
     out: list[str] = []
@@ -112,20 +120,23 @@ def snapshot_points(engine: LineEngine, now: float) -> list[str]:
     value_added = 0.0
     for loc_def in engine.line.locations:
         loc = st.locations[loc_def.id]
-        tags = {**base, "location": loc_def.id}
-        out.append(line(WIP, {**tags, "kind": loc_def.kind.value}, _wip_fields(loc), t_us))
-        out.append(line(QUEUE, tags, _queue_fields(loc, now), t_us))
+        where = loc_def.id
+        out.append(keyed_line(_key(WIP, site, line_id, where, loc_def.kind.value), _wip_fields(loc), t_us))
+        out.append(keyed_line(_key(QUEUE, site, line_id, where), _queue_fields(loc, now), t_us))
         out.append(
-            line(COST, tags, {"tied_up": loc.cost.tied_up(), "holding_cost": loc.cost.accrued(now)}, t_us)
+            keyed_line(
+                _key(COST, site, line_id, where),
+                {"tied_up": loc.cost.tied_up(), "holding_cost": loc.cost.accrued(now)},
+                t_us,
+            )
         )
-        out.append(line(FLOW_TIME, tags, _flow_fields(loc, now), t_us))
+        out.append(keyed_line(_key(FLOW_TIME, site, line_id, where), _flow_fields(loc, now), t_us))
         wip_hours += loc.cost.wip_hours(now)
         if loc_def.kind is LocationKind.STATION and loc.clock is not None:
             per_hour = loc.departures.per_hour(now)
             out.append(
-                line(
-                    THROUGHPUT,
-                    tags,
+                keyed_line(
+                    _key(THROUGHPUT, site, line_id, where),
                     _throughput_fields(per_hour, demand, loc.departures.total, elapsed),
                     t_us,
                 )
@@ -133,15 +144,13 @@ def snapshot_points(engine: LineEngine, now: float) -> list[str]:
             totals = loc.clock.totals(now)
             fields: dict[str, float | int | str] = {"state": loc.clock.state}
             fields.update({f"{name}_s": seconds for name, seconds in totals.items()})
-            out.append(line(STATION, tags, fields, t_us))
+            out.append(keyed_line(_key(STATION, site, line_id, where), fields, t_us))
             if loc.departures.total:
                 value_added += totals["working"] / loc.departures.total
     out.extend(_bottleneck_lines(engine, now, t_us))
-    line_tags = {**base, "location": LINE}
     out.append(
-        line(
-            THROUGHPUT,
-            line_tags,
+        keyed_line(
+            _key(THROUGHPUT, site, line_id, LINE),
             {
                 **_throughput_fields(st.shipped.per_hour(now), demand, st.shipped.total, elapsed),
                 "events": st.alerts.events,
@@ -154,7 +163,11 @@ def snapshot_points(engine: LineEngine, now: float) -> list[str]:
         "oldest_age_s": st.on_line.oldest_age_s(now) or 0.0,
         "parts": st.on_line.count(),
     }
-    out.append(line(FLOW_TIME, line_tags, {k: v for k, v in flow.items() if v is not None}, t_us))
+    out.append(
+        keyed_line(
+            _key(FLOW_TIME, site, line_id, LINE), {k: v for k, v in flow.items() if v is not None}, t_us
+        )
+    )
     hours = elapsed / 3600
     if hours > 0:
         law = littles_law_s(wip_hours / hours, st.shipped.total / hours)
@@ -166,7 +179,13 @@ def snapshot_points(engine: LineEngine, now: float) -> list[str]:
             "value_added_ratio": value_added_ratio(value_added, measured),
             "avg_wip": wip_hours / hours,
         }
-        out.append(line(LEAD_TIME, base, {k: v for k, v in fields_lt.items() if v is not None}, t_us))
+        out.append(
+            keyed_line(
+                _key(LEAD_TIME, site, line_id, None),
+                {k: v for k, v in fields_lt.items() if v is not None},
+                t_us,
+            )
+        )
     return out
 
 
@@ -281,4 +300,4 @@ def _bottleneck_lines(engine: LineEngine, now: float, t_us: int) -> Iterator[str
             "window_sole_share": w_sole,
             "window_shifting_share": w_shifting,
         }
-        yield line(BOTTLENECK, {"site": st.site, "line": st.line, "location": loc_def.id}, fields, t_us)
+        yield keyed_line(_key(BOTTLENECK, st.site, st.line, loc_def.id), fields, t_us)

@@ -238,3 +238,22 @@ def test_quantiles_in_one_pass_equal_quantile_one_by_one() -> None:
         assert sketch.quantiles(qs) == [sketch.quantile(q) for q in qs]
     with pytest.raises(ValueError, match="q must be"):
         FlowTimeSketch().quantiles((50, 101))
+
+
+def test_quantiles_kept_between_calls_follow_every_add_and_merge_and_are_never_encoded() -> None:
+    rng = random.Random(11)
+    sketch = FlowTimeSketch()
+    qs = (50, 90, 99)
+    for step in range(400):
+        if step % 50 == 49:
+            other = FlowTimeSketch()
+            other.add(rng.expovariate(1 / 60), 2)
+            sketch.merge(other)
+        else:
+            sketch.add(rng.choice([0.0, rng.expovariate(1 / 300)]), rng.randint(1, 3))
+        # asked again and again between durations, as a point per period asks: never a stale answer
+        assert sketch.quantiles(qs) == [sketch.quantile(q) for q in qs]
+    blob = msgspec.msgpack.encode(sketch)
+    again = msgspec.msgpack.decode(blob, type=FlowTimeSketch)
+    assert msgspec.msgpack.encode(again) == blob  # what quantiles keeps is not part of the state
+    assert again == sketch and again.quantiles(qs) == sketch.quantiles(qs)
