@@ -45,7 +45,17 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 from wipwatch.errors import ServiceError
-from wipwatch.mqtt import MqttSecurity, encode_string, encode_varint, refusal_hint
+from wipwatch.mqtt import (
+    _CONNACK,
+    _PINGREQ,
+    _PINGRESP,
+    _PUBLISH,
+    MqttSecurity,
+    encode_string,
+    encode_varint,
+    refusal_hint,
+)
+from wipwatch.mqtt import _DISCONNECT as _DISCONNECT_NORMAL
 
 log = logging.getLogger(__name__)
 
@@ -59,14 +69,10 @@ MAX_PACKET_SIZE: Final = 16 * 1024 * 1024
 MAX_BUFFERED_BYTES: Final = 64 * 1024 * 1024
 _READ_SIZE: Final = 256 * 1024
 
-_CONNACK: Final = 0x20
-_PUBLISH: Final = 0x30
+# packet types as the first byte's high nibble (CONNACK, PUBLISH, PINGRESP, PINGREQ are the publisher's)
 _PUBREL: Final = 0x60
 _SUBACK: Final = 0x90
-_PINGRESP: Final = 0xD0
 _DISCONNECT: Final = 0xE0
-_PINGREQ: Final = b"\xc0\x00"
-_DISCONNECT_NORMAL: Final = b"\xe0\x00"
 # One 32-bit big-endian word per acknowledgement: packet type, remaining length 2, packet id.
 _PUBACK_WORD: Final = 0x40020000
 _PUBREC_WORD: Final = 0x50020000
