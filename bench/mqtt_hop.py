@@ -9,7 +9,8 @@ Figures, all in one run on one fresh native stack (mosquitto, Apache Kafka, infl
 - ``publish_to_c_sub_rate``: the same into ``mosquitto_sub -q 1`` until it has every message;
 - ``ingest_rate``: MQTT -> ingest (``--ingest`` processes on one shared subscription) -> Kafka, until the
   ingest status files count every event accepted (they are rewritten every second: +-1 s);
-- ``e2e_<service>_cpu``: CPU seconds ingest and the processors used in that phase, as a share of a core
+- ``e2e_<service>_cpu``: CPU seconds each process (publisher, mosquitto, ingest, Kafka, processors,
+  influxd) used in that phase, as a share of a core
   and per event (a low share beside a low rate: the machine, not the code, set the rate);
 - ``end_to_end_rate``: publisher -> ingest -> Kafka -> processors -> InfluxDB until the WIP of every
   location in InfluxDB equals the simulator's ground truth (lossless, no double counting), timed from
@@ -233,14 +234,24 @@ def report(figures: dict[str, float], hours: float, ingest: int) -> None:
     print(f"receive_maximum: {figures['receive_maximum']:.0f} (each ingest process)")
     if "e2e_load_1m" in figures:
         print(f"e2e_load_1m: {figures['e2e_load_1m']:.1f} (load average at the end, 2 cores)")
-    for who in ("ingest", "processors"):
+    budget = 0.0
+    for who in ("publisher", "mosquitto", "ingest", "kafka", "processors", "influxdb"):
         if f"e2e_{who}_cpu_s" in figures:
+            budget += figures[f"e2e_{who}_cpu_s"]
             cpu = figures[f"e2e_{who}_cpu_s"]
             print(
                 f"e2e_{who}_cpu: {cpu:.1f} s CPU in {figures['e2e_wall_s']:.1f} s "
                 f"({cpu / figures['e2e_wall_s']:.2f} of a core), "
                 f"{1e6 * cpu / figures['messages']:.0f} us an event"
             )
+    if budget:
+        per_event = budget / figures["messages"]
+        cores = os.cpu_count() or 1
+        print(
+            f"e2e_cpu_budget: {1e6 * per_event:.0f} us of CPU an event in all; {cores} cores fully used "
+            f"would carry at most {cores / per_event:.0f} events/s ({GOAL_RATE:.0f} needs "
+            f"{1e6 * cores / GOAL_RATE:.0f} us an event)"
+        )
 
 
 def main() -> None:
@@ -346,6 +357,8 @@ def main() -> None:
                         children.append(worker)
                         wait_until(worker, lambda w=worker: assigned(w.log_path), 180)
                     cpu_before = {c.name: cpu_seconds(c.pid) for c in children}
+                    servers_before = {name: cpu_seconds(c.pid) for name, c in stack.children.items()}
+                    bench_before = time.process_time()
                     spies = (
                         profile({c.name: c.pid for c in children}, 20, args.profile) if args.profile else []
                     )
@@ -384,6 +397,12 @@ def main() -> None:
                             who = "processors" if child.name.endswith("processors") else "ingest"
                             used = cpu_seconds(child.pid) - cpu_before[child.name]
                             figures[f"e2e_{who}_cpu_s"] = figures.get(f"e2e_{who}_cpu_s", 0.0) + used
+                        # the whole budget: the servers, and this process (the publisher, and the
+                        # InfluxDB query every 50 ms that decides the end)
+                        for name, server in stack.children.items():
+                            used = cpu_seconds(server.pid) - servers_before[name]
+                            figures[f"e2e_{name}_cpu_s"] = used
+                        figures["e2e_publisher_cpu_s"] = time.process_time() - bench_before
                     for spy in spies:
                         spy.wait(60)
                 finally:
