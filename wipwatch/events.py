@@ -17,7 +17,7 @@ msgspec decodes on the hot path (ingest and processors); ``docs/events.md`` has 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal, get_args
 
@@ -67,6 +67,10 @@ StationCategory = Literal["working", "changeover", "down", "blocked", "starved",
 STATION_CATEGORIES: Final[tuple[StationCategory, ...]] = get_args(StationCategory)
 
 
+Sku = Annotated[str, msgspec.Meta(max_length=64)]
+Qty = Annotated[int, msgspec.Meta(ge=1, le=MAX_QTY)]
+
+
 class _EventBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", forbid_unknown_fields=True):
     v: Literal[1]
     id: EventId
@@ -83,8 +87,8 @@ class _EventBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", fo
 
 class _PartMovement(_EventBase, frozen=True, kw_only=True):
     part: PartId
-    sku: Annotated[str, msgspec.Meta(max_length=64)] = ""
-    qty: Annotated[int, msgspec.Meta(ge=1, le=MAX_QTY)] = 1
+    sku: Sku = ""
+    qty: Qty = 1
 
 
 class PartIn(_PartMovement, frozen=True, kw_only=True, tag="in"):
@@ -105,7 +109,57 @@ class StationState(_EventBase, frozen=True, kw_only=True, tag="state"):
 Event = PartIn | PartOut | StationState
 EVENT_KINDS: Final = ("in", "out", "state")
 
+
+# The same schema with the identifiers as plain strings, for ingest (``accept_message``). msgspec checks
+# an ``Ident`` by calling Python's ``re`` on each of the three: ~3 of the ~4 µs a strict decode took here
+# (issue #16, bench/ingest_cpu.py). Ingest decodes with these and compares the identifiers against those
+# the strict decoder has already accepted (``_IdentCache``); any other message is decoded strictly again,
+# so its verdict and reason are the strict decoder's. tests/unit/test_events.py keeps the two schemas
+# equal but for the patterns.
+class _UncheckedBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", forbid_unknown_fields=True):
+    v: Literal[1]
+    id: EventId
+    time: EventTime
+    site: str
+    line: str
+    location: str
+
+    @property
+    def timestamp(self) -> float:
+        return self.time.timestamp()
+
+
+class _UncheckedMovement(_UncheckedBase, frozen=True, kw_only=True):
+    part: PartId
+    sku: Sku = ""
+    qty: Qty = 1
+
+
+class _UncheckedIn(_UncheckedMovement, frozen=True, kw_only=True, tag="in"):
+    pass
+
+
+class _UncheckedOut(_UncheckedMovement, frozen=True, kw_only=True, tag="out"):
+    pass
+
+
+class _UncheckedState(_UncheckedBase, frozen=True, kw_only=True, tag="state"):
+    state: StationStateName
+    part: PartId | None = None
+
+
+_Decoded = Event | _UncheckedIn | _UncheckedOut | _UncheckedState
+_KIND_OF: Final[dict[type, str]] = {
+    PartIn: "in",
+    PartOut: "out",
+    StationState: "state",
+    _UncheckedIn: "in",
+    _UncheckedOut: "out",
+    _UncheckedState: "state",
+}
+
 _decoder = msgspec.json.Decoder(Event)
+_unchecked_decoder = msgspec.json.Decoder(_UncheckedIn | _UncheckedOut | _UncheckedState)
 _list_decoder = msgspec.json.Decoder(list[Event])
 _encoder = msgspec.json.Encoder()
 
@@ -116,7 +170,7 @@ def topic_for(event: Event) -> str:
 
 
 def event_kind(event: Event) -> str:
-    return "in" if isinstance(event, PartIn) else "out" if isinstance(event, PartOut) else "state"
+    return _KIND_OF[type(event)]
 
 
 def encode_event(event: Event) -> bytes:
@@ -176,16 +230,49 @@ def _keys_at_most_once(payload: bytes) -> bool:
     return True
 
 
-def check_duplicate_keys(payload: bytes) -> None:
+def _keys_once_by_count(payload: bytes, event: _Decoded) -> bool:
+    """True when ``payload``, which decoded as ``event``, provably names no key twice; False when unsure.
+
+    Without a backslash every ``"`` delimits a string, so the payload holds ``count('"') / 2`` strings,
+    each a key or a value (the object is flat: an event has no nested field). The decoded event gives a
+    lower bound on the distinct keys (the required ones; an optional one whose value is not its default,
+    or spelled ``"name":``: a closing quote is never followed by a letter, and only a key by a colon)
+    and on the string values (msgspec decodes a string, a datetime or a string literal only from a JSON
+    string, so each key present whose value decoded as one holds a string). Keys = strings - string
+    values <= strings - their lower bound; when that is at most the distinct keys' lower bound, every key
+    appears once. msgspec's own encoding (wipwatch's publisher, simulators, replays) always proves here;
+    a payload with a backslash, or an optional key written ``"sku" :`` at its default, falls back.
+    """
+    if b"\\" in payload:
+        return False
+    # required keys: kind v id time site line location, and state or part; their string values: all but v
+    keys, values = 8, 7
+    if type(event) is StationState or type(event) is _UncheckedState:
+        if event.part is not None:
+            keys, values = 9, 8
+        elif b'"part":' in payload:
+            keys += 1
+    else:
+        if event.sku or b'"sku":' in payload:  # type: ignore[union-attr]
+            keys, values = keys + 1, values + 1
+        if event.qty != 1 or b'"qty":' in payload:  # type: ignore[union-attr]
+            keys += 1
+    return payload.count(b'"') // 2 - values <= keys
+
+
+def check_duplicate_keys(payload: bytes, event: _Decoded | None = None) -> None:
     """Refuse a JSON object that names a key twice (msgspec, like most decoders, keeps the last one).
 
-    Only for payloads that decoded as an event (so every key is one of ``_QUOTED_KEYS``). A fast exact
-    check first (~1.5 µs); when it is unsure, the json module lists the keys (~5 µs; msgspec's whole
+    Only for payloads that decoded as an event (so every key is one of ``_QUOTED_KEYS``), given as
+    ``event`` for the cheapest exact check (``_keys_once_by_count``, ~0.3 µs). When it is unsure, a fast
+    exact scan (~1.5 µs); when that is unsure, the json module lists the keys (~5 µs; msgspec's whole
     decode: ~1.1 µs).
 
     Raises:
         EventError: a key appears twice.
     """
+    if event is not None and _keys_once_by_count(payload, event):
+        return
     if _keys_at_most_once(payload):
         return
     try:
@@ -196,7 +283,7 @@ def check_duplicate_keys(payload: bytes) -> None:
         raise EventError(f"not JSON: {exc}", Rejection.NOT_JSON) from None
 
 
-def check_time(event: Event, received_at: float | None = None, max_ahead_s: float = float("inf")) -> None:
+def check_time(event: _Decoded, received_at: float | None = None, max_ahead_s: float = float("inf")) -> None:
     """Refuse an event time outside [EARLIEST_TIME, LATEST_TIME) or ``max_ahead_s`` ahead of ``received_at``.
 
     Raises:
@@ -278,6 +365,136 @@ def decode_record(value: bytes) -> list[Event]:
         raise EventError("too deep: JSON nested deeper than the decoder allows", Rejection.TOO_DEEP) from None
 
 
+class _IdentCache:
+    """Identifiers the strict decoder has accepted (``Ident``), so that ingest need not test them again.
+
+    Filled only from events the strict decoder returned, so a name in here passed msgspec's own check.
+    Bounded: a publisher inventing names fills it once, then its new names go the strict way each time.
+    """
+
+    LIMIT: Final = 10_000
+
+    def __init__(self) -> None:
+        self.names: set[str] = set()
+
+    def decode(self, payload: bytes) -> _Decoded:
+        """``decode_event``'s result and errors, without its pattern checks for identifiers seen before."""
+        try:
+            event: _Decoded = _unchecked_decoder.decode(payload)
+        except (msgspec.DecodeError, RecursionError):
+            return decode_event(payload)  # it fails too, with the strict decoder's reason
+        names = self.names
+        if event.site in names and event.line in names and event.location in names:
+            return event
+        strict = decode_event(payload)
+        if len(names) < self.LIMIT:
+            names.update((strict.site, strict.line, strict.location))
+        return strict
+
+
+def _check(
+    topic: str,
+    payload: bytes,
+    site: Site | None,
+    received_at: float | None,
+    max_ahead_s: float,
+    decode: Callable[[bytes], _Decoded],
+) -> _Decoded:
+    """``validate_message``'s checks, in its order, with ``decode`` for the payload."""
+    parts = topic.split("/")
+    if len(parts) != 5 or parts[0] != TOPIC_ROOT:
+        raise EventError(
+            f"topic {_quote(topic)} is not {TOPIC_ROOT}/<site>/<line>/<location>/<kind>", Rejection.TOPIC
+        )
+    _, site_id, line_id, location_id, kind = parts
+    if kind not in EVENT_KINDS:
+        raise EventError(
+            f"topic {_quote(topic)}: kind {_quote(kind)} is not one of {', '.join(EVENT_KINDS)}",
+            Rejection.TOPIC,
+        )
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise EventError(
+            f"too large: payload of {len(payload)} bytes, at most {MAX_PAYLOAD_BYTES}", Rejection.TOO_LARGE
+        )
+    event = decode(payload)
+    check_duplicate_keys(payload, event)
+    check_time(event, received_at, max_ahead_s)
+    said = (event.site, event.line, event.location, _KIND_OF[type(event)])
+    if said != (site_id, line_id, location_id, kind):
+        raise EventError(
+            f"payload identity {'/'.join(said)} does not match topic {_quote(topic)}", Rejection.IDENTITY
+        )
+    if site is not None:
+        if event.site != site.site:
+            raise EventError(
+                f"unknown site {event.site!r} (site file describes {site.site!r})", Rejection.UNKNOWN_SITE
+            )
+        if not site.has_location(event.line, event.location):
+            raise EventError(
+                f"unknown location {event.line}/{event.location} in site {site.site!r}",
+                Rejection.UNKNOWN_LOCATION,
+            )
+    return event
+
+
+class IngestValidator:
+    """``validate_message`` for a stream of messages, as ingest runs it: the same verdicts and reasons.
+
+    A message that provably passes every check of ``validate_message`` is accepted on a fast path; any
+    other goes through ``validate_message``'s own checks (``_check``), which accept it or raise its
+    error. The fast path (issue #16, bench/ingest_cpu.py): the schema without the identifier patterns,
+    with the identifiers looked up among those the strict decoder accepted before (``_IdentCache``); the
+    duplicate-key proof by counting (``_keys_once_by_count``); the topic compared whole with the one the
+    event names (the identifiers hold no ``/``, so it splits into the same five parts); and no nested
+    calls.
+
+    Args:
+        site: the site file; without it any site, line and location are accepted.
+        max_ahead_s: allowed clock skew of the floor's clocks (``WIPWATCH_MAX_CLOCK_AHEAD_S``).
+    """
+
+    def __init__(self, site: Site | None = None, max_ahead_s: float = float("inf")) -> None:
+        self.site = site
+        self.max_ahead_s = max_ahead_s
+        self._idents = _IdentCache()
+        self._site_id = site.site if site is not None else None
+        self._locations = (
+            frozenset((line.id, loc.id) for line, loc in site.iter_locations()) if site is not None else None
+        )
+
+    def line_of(self, topic: str, payload: bytes, received_at: float) -> tuple[str, str]:
+        """The (site, line) of a valid message received at ``received_at`` (POSIX seconds).
+
+        Raises:
+            EventError: with the reason ``validate_message`` gives and its ``kind``.
+        """
+        event: _Decoded | None
+        try:
+            event = _unchecked_decoder.decode(payload) if len(payload) <= MAX_PAYLOAD_BYTES else None
+        except (msgspec.DecodeError, RecursionError):
+            event = None  # _check names the error
+        if event is not None:
+            names = self._idents.names
+            site_id, line_id, location_id = event.site, event.line, event.location
+            t = event.time.timestamp()
+            if (
+                site_id in names
+                and line_id in names
+                and location_id in names
+                and EARLIEST_TS <= t < LATEST_TS
+                and t <= received_at + self.max_ahead_s
+                and topic == f"{TOPIC_ROOT}/{site_id}/{line_id}/{location_id}/{_KIND_OF[type(event)]}"
+                and (
+                    self._locations is None
+                    or (site_id == self._site_id and (line_id, location_id) in self._locations)
+                )
+                and _keys_once_by_count(payload, event)
+            ):
+                return site_id, line_id
+        checked = _check(topic, payload, self.site, received_at, self.max_ahead_s, self._idents.decode)
+        return checked.site, checked.line
+
+
 def validate_message(
     topic: str,
     payload: bytes,
@@ -298,37 +515,6 @@ def validate_message(
     Raises:
         EventError: with the reason a dead-letter record carries and its ``kind``.
     """
-    parts = topic.split("/")
-    if len(parts) != 5 or parts[0] != TOPIC_ROOT:
-        raise EventError(
-            f"topic {_quote(topic)} is not {TOPIC_ROOT}/<site>/<line>/<location>/<kind>", Rejection.TOPIC
-        )
-    _, site_id, line_id, location_id, kind = parts
-    if kind not in EVENT_KINDS:
-        raise EventError(
-            f"topic {_quote(topic)}: kind {_quote(kind)} is not one of {', '.join(EVENT_KINDS)}",
-            Rejection.TOPIC,
-        )
-    if len(payload) > MAX_PAYLOAD_BYTES:
-        raise EventError(
-            f"too large: payload of {len(payload)} bytes, at most {MAX_PAYLOAD_BYTES}", Rejection.TOO_LARGE
-        )
-    event = decode_event(payload)
-    check_duplicate_keys(payload)
-    check_time(event, received_at, max_ahead_s)
-    said = (event.site, event.line, event.location, event_kind(event))
-    if said != (site_id, line_id, location_id, kind):
-        raise EventError(
-            f"payload identity {'/'.join(said)} does not match topic {_quote(topic)}", Rejection.IDENTITY
-        )
-    if site is not None:
-        if event.site != site.site:
-            raise EventError(
-                f"unknown site {event.site!r} (site file describes {site.site!r})", Rejection.UNKNOWN_SITE
-            )
-        if not site.has_location(event.line, event.location):
-            raise EventError(
-                f"unknown location {event.line}/{event.location} in site {site.site!r}",
-                Rejection.UNKNOWN_LOCATION,
-            )
+    event = _check(topic, payload, site, received_at, max_ahead_s, decode_event)
+    assert not isinstance(event, _UncheckedBase)  # decode_event returns the strict classes
     return event
