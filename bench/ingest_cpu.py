@@ -11,7 +11,10 @@ event, and prints them per event:
   is not counted);
 - ``<variant>_kafka_us_per_event``, ``<variant>_mosquitto_us_per_event``: what the variant's way of
   sending costs the servers (larger Kafka batches cost the broker less per event, compression more);
-- ``<variant>_rate``: events per second over the round (set by the publisher as much as by ingest).
+- ``<variant>_rate``: events per second over the round (set by the publisher as much as by ingest);
+- ``events_per_batch``, ``events_per_record`` (branch only): how many events ingest took from the
+  subscriber at once and packed into one Kafka record, on average (as of its last status file, which is
+  rewritten every second).
 
 Variants: ``branch`` is the code of this tree; ``baseline`` is ``--baseline`` (a git commit, by default
 the last one before issue #16's ingest work), extracted with ``git archive`` and imported through
@@ -152,7 +155,7 @@ def one_round(
             publisher.publish(topic, payload)
         publisher.close()
         deadline = began + 600
-        while int((read_status(run, cid) or {}).get("accepted", 0)) < len(messages):
+        while int((status := read_status(run, cid) or {}).get("accepted", 0)) < len(messages):
             if not child.alive() or time.perf_counter() > deadline:
                 sys.exit(f"{variant} ingest did not finish; log {child.log_path}:\n{child.log_tail()}")
             time.sleep(0.02)
@@ -167,7 +170,11 @@ def one_round(
     finally:
         child.stop()
     n = len(messages)
-    return {"rate": n / wall, **{f"{name}_us_per_event": used[name] / n * 1e6 for name in used}}
+    figures = {"rate": n / wall, **{f"{name}_us_per_event": used[name] / n * 1e6 for name in used}}
+    if status.get("batches"):  # counted since the branch (the status file is rewritten every second)
+        figures["events_per_batch"] = n / status["batches"]
+        figures["events_per_record"] = n / status["records"]
+    return figures
 
 
 def main() -> None:

@@ -68,6 +68,9 @@ class IngestStats:
     accepted: int = 0
     rejected: int = 0
     skipped: int = 0
+    #: Batches taken from the subscriber and records sent to the events topic (events per record, per batch).
+    batches: int = 0
+    records: int = 0
     subscribed: bool = False
     #: Rejections per ``Rejection`` kind: a fixed set of keys, whatever the messages say.
     reasons: dict[str, int] = field(default_factory=dict)
@@ -169,8 +172,9 @@ class IngestBridge:
             self.write_status()
             reporter = asyncio.create_task(self._report(subscriber))
             while not stop.is_set():
-                batch = await subscriber.receive(_BATCH, timeout=0.5)
+                batch = await subscriber.receive(_BATCH, timeout=0.5, linger=s.ingest_linger_s)
                 if batch:
+                    self.stats.batches += 1
                     sends = await self._forward(producer, batch)
                     previous = in_flight[-1] if in_flight else None
                     in_flight.append(asyncio.create_task(self._confirm(subscriber, sends, batch, previous)))
@@ -257,6 +261,7 @@ class IngestBridge:
     ) -> asyncio.Future[Any]:
         """Send one record of a line's events: key ``site/line``, partition from the site file."""
         topic = self.settings.events_topic
+        self.stats.records += 1
         return await send_line_record(producer, self.site, topic, line_key(*where), pack_events(pack))
 
     def write_status(self) -> None:

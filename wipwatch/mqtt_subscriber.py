@@ -519,10 +519,14 @@ class MqttSubscriber:
 
     # ------------------------------------------------------------------ receiving and acknowledging
 
-    async def receive(self, max_messages: int = 10_000, timeout: float | None = None) -> list[InboundMessage]:
+    async def receive(
+        self, max_messages: int = 10_000, timeout: float | None = None, linger: float = 0.0
+    ) -> list[InboundMessage]:
         """The messages received and not yet taken, up to ``max_messages``, in order; waits for one.
 
-        Returns an empty list after ``timeout`` seconds without a message, or once closed.
+        With ``linger``, once there is a message but fewer than ``max_messages``, it waits ``linger``
+        seconds more for others (fewer, larger batches). Returns an empty list after ``timeout`` seconds
+        without a message, or once closed.
         """
         if not self._inbox and not self._closing:
             self._arrived.clear()
@@ -531,6 +535,8 @@ class MqttSubscriber:
             else:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._arrived.wait(), timeout)
+        if linger > 0 and 0 < len(self._inbox) < max_messages and not self._closing:
+            await asyncio.sleep(linger)
         inbox = self._inbox
         if len(inbox) <= max_messages:
             batch, self._inbox = inbox, []

@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     #: Messages mosquitto may have in flight to one ingest instance unacknowledged (MQTT v5 Receive
     #: Maximum): what ingest holds until Kafka confirms, and what a killed instance holds until it returns.
     ingest_receive_maximum: int = Field(65535, ge=1, le=65535)
+    #: Seconds ingest lets messages gather before it validates and forwards a batch that is not full: fewer,
+    #: larger batches cost ingest, Kafka and mosquitto less CPU per event (docs/architecture.md).
+    ingest_linger_s: float = Field(0.05, ge=0, le=1)
 
     processor_id: str = "wipwatch-processors"
     processor_web: bool = False
