@@ -9,13 +9,19 @@ from datetime import UTC, datetime
 import pytest
 
 from wipwatch.errors import EventError, Rejection
-from wipwatch.events import MAX_PAYLOAD_BYTES, MAX_QTY, validate_message
+from wipwatch.events import MAX_PAYLOAD_BYTES, MAX_QTY, IngestValidator, validate_message
 from wipwatch.ingest.bridge import DEADLETTER_PAYLOAD_BYTES, deadletter_record
 
 pytestmark = pytest.mark.unit
 
 TOPIC = "wipwatch/demo-plant/line1/b-cut/in"
 NOW = datetime(2026, 11, 25, 6, 0, tzinfo=UTC).timestamp()
+
+
+STATE = (
+    b'{"kind":"state","v":1,"id":"e1","time":"2026-11-25T06:00:00Z","site":"demo-plant","line":"line1",'
+    b'"location":"b-cut","state":"idle","part":null}'
+)
 
 
 def payload(**fields: object) -> bytes:
@@ -35,8 +41,14 @@ def payload(**fields: object) -> bytes:
 
 
 def rejection(topic: str, data: bytes, **kwargs: float) -> EventError:
+    """validate_message's error; ingest's validator, with the identifiers seen before, gives the same."""
     with pytest.raises(EventError) as caught:
         validate_message(topic, data, None, **kwargs)
+    ingest = IngestValidator(None, kwargs.get("max_ahead_s", float("inf")))
+    assert ingest.line_of(TOPIC, payload(), NOW) == ("demo-plant", "line1")  # now on its fast path
+    with pytest.raises(EventError) as fast:
+        ingest.line_of(topic, data, kwargs.get("received_at", NOW))
+    assert (fast.value.reason, fast.value.kind) == (caught.value.reason, caught.value.kind)
     return caught.value
 
 
@@ -58,6 +70,12 @@ def test_a_valid_event_passes_every_limit() -> None:
         (payload()[:-1] + b', "qty": 7}', Rejection.DUPLICATE_KEY, "'qty' given twice"),
         (payload()[:-1] + b', "q\\u0074y": 7}', Rejection.DUPLICATE_KEY, "'qty' given twice"),
         (payload(sku="a")[:-1] + b', "sku" : "b"}', Rejection.DUPLICATE_KEY, "'sku' given twice"),
+        (payload(qty=2)[:-1] + b',"qty":2}', Rejection.DUPLICATE_KEY, "'qty' given twice"),
+        (payload(sku="")[:-1] + b',"sku":""}', Rejection.DUPLICATE_KEY, "'sku' given twice"),
+        (payload()[:-1] + b',"kind":"in"}', Rejection.DUPLICATE_KEY, "'kind' given twice"),
+        (payload()[:-1] + b',"line":"line1"}', Rejection.DUPLICATE_KEY, "'line' given twice"),
+        (STATE[:-1] + b',"part":null}', Rejection.DUPLICATE_KEY, "'part' given twice"),
+        (STATE.replace(b'"part":null', b'"part":"p1","part":"p1"'), Rejection.DUPLICATE_KEY, "'part' given"),
         (b"[" * 20_000 + b"]" * 20_000, Rejection.TOO_LARGE, f"at most {MAX_PAYLOAD_BYTES}"),
         (b'{"x":' + b"[" * 8000 + b"]" * 8000 + b',"kind":"in"}', Rejection.TOO_DEEP, "too deep"),
         (b"\xff\xfe", Rejection.NOT_JSON, "not JSON"),
@@ -67,6 +85,21 @@ def test_each_limit_is_refused_with_its_kind(data: bytes, kind: Rejection, text:
     error = rejection(TOPIC, data, received_at=NOW, max_ahead_s=300)
     assert error.kind is kind, error.reason
     assert text in error.reason
+
+
+@pytest.mark.parametrize(
+    ("topic", "data", "kind"),
+    [
+        ("wipwatch/demo-plant/line1\n/b-cut/in", payload(line="line1\n"), Rejection.SCHEMA),
+        ("wipwatch/demo-plant/line1/-cut/in", payload(location="-cut"), Rejection.SCHEMA),
+        ("wipwatch/demo-plant/line1/b/cut/in", payload(location="b/cut"), Rejection.TOPIC),
+    ],
+)
+def test_an_identifier_off_its_pattern_is_refused_without_a_site_file(
+    topic: str, data: bytes, kind: Rejection
+) -> None:
+    """Without a site file only the pattern guards the identifiers, whatever ingest has seen before."""
+    assert rejection(topic, data).kind is kind
 
 
 def test_a_value_that_spells_a_key_is_no_duplicate() -> None:

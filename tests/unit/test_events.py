@@ -2,6 +2,7 @@
 
 from datetime import UTC, datetime
 
+import msgspec
 import pytest
 
 from wipwatch.errors import EventError
@@ -82,3 +83,28 @@ def test_an_identifier_with_a_trailing_newline_is_rejected_like_the_site_file_do
     payload = encode_event(_in(**{field: "l1\n"}))
     with pytest.raises(EventError, match=f"schema: Expected `str` matching regex .* - at `\\$.{field}`"):
         decode_event(payload)
+
+
+def test_ingests_unchecked_schema_is_the_event_schema_but_for_the_identifier_patterns() -> None:
+    """IngestValidator decodes with copies of the event classes whose identifiers are plain strings."""
+    from wipwatch.events import _UncheckedIn, _UncheckedOut, _UncheckedState
+
+    def described(cls: type) -> list[tuple[str, str, object]]:
+        info = msgspec.inspect.type_info(cls)
+        assert isinstance(info, msgspec.inspect.StructType)
+        fields = []
+        for f in info.fields:
+            kind = repr(f.type)
+            if f.name in ("site", "line", "location"):
+                assert isinstance(f.type, msgspec.inspect.StrType)
+                kind = repr(msgspec.inspect.StrType())  # the one difference: no pattern
+            fields.append((f.name, kind, f.default))
+        return [("tag", info.tag_field, info.tag), ("forbid", "", info.forbid_unknown_fields), *fields]
+
+    for strict, unchecked in (
+        (PartIn, _UncheckedIn),
+        (PartOut, _UncheckedOut),
+        (StationState, _UncheckedState),
+    ):
+        assert described(strict) == described(unchecked)
+        assert msgspec.inspect.type_info(strict).fields[3].type.pattern  # type: ignore[attr-defined]

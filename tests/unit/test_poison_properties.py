@@ -11,8 +11,9 @@ import json
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+import msgspec
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import EXAMPLE_SITE
@@ -22,9 +23,12 @@ from wipwatch.events import (
     LATEST_TS,
     MAX_QTY,
     Event,
+    IngestValidator,
     PartIn,
     PartOut,
     StationState,
+    _keys_once_by_count,  # ingest's fast path, tested on its own: a wrong True would hide behind no error
+    _unchecked_decoder,
     check_duplicate_keys,
     validate_message,
 )
@@ -68,12 +72,24 @@ def valid_fields() -> dict[str, Any]:
     }
 
 
+#: Ingest's validator, its identifier cache filled as the examples go (its fast path), and a new one
+#: for every example (the strict way).
+INGEST = IngestValidator(SITE, 300)
+
+
 def check_validator(topic: str, payload: bytes) -> None:
+    """validate_message raises nothing but EventError, and ingest's validator gives the same verdict."""
+    ingest = [INGEST, IngestValidator(SITE, 300)]
     try:
         event = validate_message(topic, payload, SITE, received_at=T0.timestamp(), max_ahead_s=300)
     except EventError as exc:
         assert exc.reason and exc.kind
+        for validator in ingest:
+            with pytest.raises(EventError) as fast:
+                validator.line_of(topic, payload, T0.timestamp())
+            assert (fast.value.reason, fast.value.kind) == (exc.reason, exc.kind)
         return
+    assert all(v.line_of(topic, payload, T0.timestamp()) == (event.site, event.line) for v in ingest)
     assert EARLIEST_TS <= event.timestamp <= T0.timestamp() + 300
     if isinstance(event, PartIn | PartOut):
         assert 1 <= event.qty <= MAX_QTY
@@ -200,3 +216,38 @@ def test_the_fast_duplicate_key_check_agrees_with_the_json_module(
         assert _has_duplicate(payload)
     else:
         assert not _has_duplicate(payload)
+
+
+@FUZZ
+@given(
+    event=any_event(),
+    order=st.permutations(range(11)),
+    repeats=st.lists(st.tuples(st.integers(0, 10), st.booleans()), max_size=2),
+    space=st.sampled_from(["", " "]),
+)
+def test_the_counting_proof_of_unique_keys_never_passes_a_repeated_key(
+    event: Event, order: list[int], repeats: list[tuple[int, bool]], space: str
+) -> None:
+    """``_keys_once_by_count`` (ingest's fast path) is True only without a repeated key, and always True
+    for a compact payload without one (the encoding of wipwatch's publishers)."""
+    fields = msgspec.to_builtins(event)  # the tag first; optional keys at their default kept or dropped
+    for key, default in (("sku", ""), ("qty", 1), ("part", None)):
+        if key in fields and fields[key] == default and order[0] % 2:
+            del fields[key]
+    items = [list(fields.items())[i] for i in order if i < len(fields)]
+    for index, same in repeats:
+        key, value = items[index % len(items)]
+        other = value if same else ("x" if isinstance(value, str) else value)
+        items.insert(index % (len(items) + 1), (key, other))
+    text = "{" + ",".join(
+        f"{json.dumps(k)}{space}:{space}{json.dumps(v, ensure_ascii=False)}" for k, v in items
+    )
+    payload = (text + "}").encode()
+    try:
+        decoded = _unchecked_decoder.decode(payload)
+    except msgspec.ValidationError:
+        assume(False)
+    if _keys_once_by_count(payload, decoded):
+        assert not _has_duplicate(payload)
+    else:
+        assert repeats or space or b"\\" in payload
