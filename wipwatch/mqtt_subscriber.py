@@ -307,6 +307,7 @@ class PacketReader:
         others: list[tuple[int, bytes]] = []
         append = messages.append
         connection = self.connection
+        limit = self.max_packet_size
         i, n = 0, len(data)
         while i + 2 <= n:
             first = data[i]
@@ -323,8 +324,8 @@ class PacketReader:
                         break
                     raise
             end = j + length
-            if end - i > self.max_packet_size:
-                raise MqttProtocolError(f"packet of {end - i} bytes, over {self.max_packet_size}")
+            if end - i > limit:
+                raise MqttProtocolError(f"packet of {end - i} bytes, over {limit}")
             if end > n:
                 self._need = end - i
                 break
@@ -356,8 +357,8 @@ class PacketReader:
                         data[p:end],
                         qos,
                         mid,
-                        bool(first & 1),
-                        bool(first & 8),
+                        (first & 1) != 0,
+                        (first & 8) != 0,
                         received_at,
                         connection,
                     )
