@@ -6,7 +6,7 @@ validation cost before the limits (size, duplicate keys, time range, clock ahead
 Beside them ingest's own path (``IngestValidator.line_of``: the same verdicts, faster; issue #16), warmed
 on the messages once (its identifier cache holds the site's names, as in a running ingest).
 
-Each figure is the best of five runs.
+Each figure is the best of 15 runs, the three taking turns.
 
 Run: .venv/bin/python bench/validate.py
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,7 +28,7 @@ SITE = REPO_ROOT / "examples" / "multi-line-site.yaml"
 START = datetime(2026, 11, 25, 6, 0, tzinfo=UTC)
 RESULTS = Path(__file__).parent / "results" / "validate.json"
 MESSAGES = 10_000
-REPEATS = 5
+REPEATS = 15
 
 
 def main() -> None:
@@ -37,13 +38,15 @@ def main() -> None:
     messages = [(topic_for(e), encode_event(e)) for e in events[:MESSAGES]]
     now = time.time()
 
-    def best(run: object) -> float:
-        times = []
+    def best(*runs: Callable[[], None]) -> list[float]:
+        """The best time of each of ``runs`` over ``REPEATS`` rounds, run in turn (load falls on all)."""
+        times: list[list[float]] = [[] for _ in runs]
         for _ in range(REPEATS):
-            began = time.perf_counter()
-            run()  # type: ignore[operator]
-            times.append(time.perf_counter() - began)
-        return min(times)
+            for run, spent in zip(runs, times, strict=True):
+                began = time.perf_counter()
+                run()
+                spent.append(time.perf_counter() - began)
+        return [min(spent) for spent in times]
 
     def baseline() -> None:
         for _, payload in messages:
@@ -60,7 +63,7 @@ def main() -> None:
             ingest.line_of(topic, payload, now)
 
     ingest_path()
-    base_s, full_s, ingest_s = best(baseline), best(full), best(ingest_path)
+    base_s, full_s, ingest_s = best(baseline, full, ingest_path)
     figures = {
         "validate_message_us_per_message": round(full_s / len(messages) * 1e6, 2),
         "baseline_decode_us_per_message": round(base_s / len(messages) * 1e6, 2),
