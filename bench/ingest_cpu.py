@@ -28,16 +28,16 @@ A first round of the branch warms the stack up (Kafka's JIT, topic creation) and
 Run: ``.venv/bin/python bench/ingest_cpu.py [--hours 12] [--rounds 3] [--baseline REF] [--profile DIR]``.
 ``--profile`` samples each round's ingest with py-spy (``pip install py-spy``) into
 ``DIR/<round>-<variant>.txt`` and prints where it spent its time (sampling costs ingest CPU: profile
-runs are for the shares, not the figures). Writes bench/results/ingest_cpu.json too.
+runs are for the shares, not the figures). Settings reach both variants' ingest through the environment,
+e.g. ``WIPWATCH_INGEST_LINGER_S=0`` (the baseline has no such setting and ignores it). Writes
+bench/results/ingest_cpu.json too.
 """
 
 from __future__ import annotations
 
 import argparse
-import collections
 import json
 import logging
-import os
 import shutil
 import signal
 import statistics
@@ -51,6 +51,8 @@ from datetime import UTC, datetime
 from io import BytesIO
 from pathlib import Path
 
+from mqtt_hop import cpu_seconds, hotspots  # bench/ is the script's directory: on sys.path
+
 from wipwatch.events import encode_event, topic_for
 from wipwatch.ingest import read_status, wait_subscribed
 from wipwatch.mqtt import MqttPublisher
@@ -63,12 +65,6 @@ SITE_FILE = REPO_ROOT / "bench" / "sites" / "three-lines.yaml"
 RESULTS = REPO_ROOT / "bench" / "results" / "ingest_cpu.json"
 #: main before issue #16's ingest work (bench/mqtt_hop.py's CPU budget: ingest 27 us an event).
 BASELINE_REF = "941945d"
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) a process has used so far, from /proc (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def extract(ref: str, into: Path) -> Path:
@@ -87,28 +83,6 @@ def extract(ref: str, into: Path) -> Path:
         if len(parts) == 2 and not link.exists():
             link.symlink_to(into / folder, target_is_directory=True)
     return into
-
-
-def hotspots(raw: Path, top: int = 15) -> list[str]:
-    """The functions a py-spy raw profile saw most, as percentages of the samples: own time (the frame
-    running), then inclusive time past the frames every sample shares (the loop and the CLI)."""
-    total, own, inclusive = 0, collections.Counter[str](), collections.Counter[str]()
-    for line in raw.read_text().splitlines():
-        stack, _, n = line.rpartition(" ")
-        frames = stack.split(";")
-        total += int(n)
-        own[frames[-1]] += int(n)
-        for frame in set(frames[1:]):
-            inclusive[frame] += int(n)
-    shared = sum(1 for n in inclusive.values() if n >= 0.97 * total)
-    return [
-        f"samples: {total}",
-        *(f"{100 * n / max(total, 1):5.1f}% own {frame}" for frame, n in own.most_common(top)),
-        *(
-            f"{100 * n / max(total, 1):5.1f}% incl {frame}"
-            for frame, n in inclusive.most_common(shared + top)[shared:]
-        ),
-    ]
 
 
 def py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:

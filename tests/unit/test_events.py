@@ -89,7 +89,7 @@ def test_ingests_unchecked_schema_is_the_event_schema_but_for_the_identifier_pat
     """IngestValidator decodes with copies of the event classes whose identifiers are plain strings."""
     from wipwatch.events import _UncheckedIn, _UncheckedOut, _UncheckedState
 
-    def described(cls: type) -> list[tuple[str, str, object]]:
+    def described(cls: type) -> list[tuple[str, object, object]]:
         info = msgspec.inspect.type_info(cls)
         assert isinstance(info, msgspec.inspect.StructType)
         fields = []
