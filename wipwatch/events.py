@@ -110,7 +110,7 @@ Event = PartIn | PartOut | StationState
 EVENT_KINDS: Final = ("in", "out", "state")
 
 
-# The same schema with the identifiers as plain strings, for ingest (``accept_message``). msgspec checks
+# The same schema with the identifiers as plain strings, for ingest (``IngestValidator``). msgspec checks
 # an ``Ident`` by calling Python's ``re`` on each of the three: ~3 of the ~4 µs a strict decode took here
 # (issue #16, bench/ingest_cpu.py). Ingest decodes with these and compares the identifiers against those
 # the strict decoder has already accepted (``_IdentCache``); any other message is decoded strictly again,
