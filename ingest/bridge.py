@@ -54,6 +54,8 @@ log = logging.getLogger(__name__)
 _ALERTS_PREFIX = ALERTS_TOPIC_ROOT + "/"
 #: Messages validated and produced as one batch, acknowledged together once Kafka confirmed them.
 _BATCH = 5000
+#: Seconds the subscriber waits after a short read (fewer, larger reads), at most the linger.
+_READ_PAUSE_S = 0.005
 #: Batches whose Kafka confirmation may be pending at once (the rest wait: back-pressure from Kafka).
 _BATCHES_IN_FLIGHT = 8
 #: How much of a rejected payload (and topic) a dead-letter record keeps; the record says the full size.
@@ -162,6 +164,7 @@ class IngestBridge:
             session_expiry_s=s.ingest_session_expiry_s,
             receive_maximum=s.ingest_receive_maximum,
             security=MqttSecurity.from_settings(s),
+            read_pause=min(_READ_PAUSE_S, s.ingest_linger_s),
         )
         in_flight: list[asyncio.Task[None]] = []
         reporter: asyncio.Task[None] | None = None

@@ -383,6 +383,11 @@ class MqttSubscriber:
         security: credentials and TLS (:class:`MqttSecurity`).
         max_packet_size: Maximum Packet Size announced to the broker.
         max_buffered_bytes: received bytes not yet taken by :meth:`receive` before reading pauses.
+        read_pause: seconds to wait after a read of less than half the read size before the next one,
+            so that the next brings more: each read costs a loop wake-up, a timer and a parse call.
+            Measured 2026-12-02 (receiving and acknowledging alone, publisher in another process): 5 ms
+            made reads of 170-210 messages instead of ~15, and 7.4-9.0 instead of 11.5-12.1 µs of CPU a
+            message; ingest (bench/ingest_cpu.py): 13.6 instead of 15.7. Messages wait that much longer.
 
     Raises:
         ValueError: an argument out of range (named in the message).
@@ -403,7 +408,10 @@ class MqttSubscriber:
         keepalive: int = 30,
         max_packet_size: int = MAX_PACKET_SIZE,
         max_buffered_bytes: int = MAX_BUFFERED_BYTES,
+        read_pause: float = 0.0,
     ) -> None:
+        if read_pause < 0:
+            raise ValueError(f"read_pause must be >= 0 s, got {read_pause}")
         if not topics:
             raise ValueError("topics must name at least one topic filter")
         if qos not in (0, 1, 2):
@@ -421,6 +429,7 @@ class MqttSubscriber:
         self.qos = qos
         self.receive_maximum = receive_maximum
         self.max_buffered_bytes = max_buffered_bytes
+        self.read_pause = read_pause
         #: Connections re-established after the first (for logs and tests).
         self.reconnects = 0
         #: Messages received, including redeliveries.
@@ -729,6 +738,8 @@ class MqttSubscriber:
             self._dispatch(*self._parser.feed(data, time.time()))
             if time.monotonic() - self._last_write > half:
                 self._write(_PINGREQ)
+            if self.read_pause and len(data) < _READ_SIZE // 2:  # the broker sends less than we can take
+                await asyncio.sleep(self.read_pause)
 
     def _dispatch(self, messages: list[InboundMessage], others: list[tuple[int, bytes]]) -> None:
         if messages:
