@@ -32,25 +32,62 @@ def _log_gamma(alpha: float) -> float:
     return math.log((1 + alpha) / (1 - alpha))
 
 
-class _Ranked:
-    """A sketch's running counts (``seen[j]``: zeros and the first j sorted buckets) and the quantiles
-    answered from them, per tuple of percentages."""
+#: Buckets per block of ``_Index``: a rank is found among ~n/16 block sums, then within one block.
+_BLOCK = 16
 
-    __slots__ = ("answers", "seen")
 
-    def __init__(self, seen: list[int]) -> None:
-        self.seen = seen
-        self.answers: dict[tuple[float, ...], list[float | None]] = {}
+class _Index:
+    """A sketch's buckets in index order, with their counts and the sums of each ``_BLOCK`` of them, kept
+    up to date by ``add``: a rank is found without summing every bucket (~250 of them per location;
+    summing them for every period's percentiles was most of the points' cost, issue #16)."""
+
+    __slots__ = ("blocks", "counts", "keys")
+
+    def __init__(self, buckets: dict[int, int]) -> None:
+        self.keys = sorted(buckets)
+        self.counts = [buckets[i] for i in self.keys]
+        self.blocks = self._sums()
+
+    def _sums(self) -> list[int]:
+        counts = self.counts
+        return [sum(counts[j : j + _BLOCK]) for j in range(0, len(counts), _BLOCK)]
+
+    def add(self, i: int, count: int, new: bool) -> None:
+        """``count`` more durations in bucket ``i`` (``new``: the sketch had no bucket ``i``)."""
+        j = bisect_left(self.keys, i)
+        if new:
+            self.keys.insert(j, i)
+            self.counts.insert(j, count)
+            self.blocks = self._sums()
+        else:
+            self.counts[j] += count
+            self.blocks[j // _BLOCK] += count
+
+    def position(self, need: int) -> int:
+        """The smallest j with ``sum(counts[:j]) >= need`` (``need`` >= 1), or ``len(keys) + 1`` if none:
+        ``bisect_left`` over the running counts, as ``quantiles`` defines the rank's bucket."""
+        ends = list(accumulate(self.blocks))
+        b = bisect_left(ends, need)
+        if b == len(ends):
+            return len(self.keys) + 1
+        seen = ends[b - 1] if b else 0
+        j = b * _BLOCK
+        counts = self.counts
+        while True:
+            seen += counts[j]
+            j += 1
+            if seen >= need:
+                return j
 
 
 class FlowTimeSketch(msgspec.Struct, kw_only=True, dict=True):
     """Durations in seconds, as counts per logarithmic bucket with relative accuracy ``alpha``.
 
     ``quantiles`` keeps what it computed in the instance ``__dict__`` (not fields: never encoded): the
-    sorted bucket indexes in ``_keys`` until a duration falls in a new bucket, and the running counts and
-    its last answer in ``_ranked`` until the next ``add`` or ``merge``. Points render every location's
-    percentiles once a period: an unchanged sketch answers from the cache, a changed one sums its counts
-    without sorting again (sorting ~250 bucket indexes was most of it; issue #16).
+    buckets sorted, with block sums, in ``_index`` (``_Index``, kept up to date by ``add``) and its answers
+    in ``_answers`` until the next ``add``; ``merge`` drops both. Points render every location's
+    percentiles once a period: an unchanged sketch answers from the cache, a changed one finds each rank
+    among the block sums.
     """
 
     alpha: float = 0.01
@@ -72,17 +109,17 @@ class FlowTimeSketch(msgspec.Struct, kw_only=True, dict=True):
         if count < 1:
             raise ValueError(f"count must be >= 1, got {count!r}")
         cache = self.__dict__
-        cache.pop("_ranked", None)
+        cache.pop("_answers", None)
         if seconds == 0.0:
             self.zeros += count
         else:
             i = math.ceil(math.log(seconds) / _log_gamma(self.alpha))
             buckets = self.buckets
-            if i in buckets:
-                buckets[i] += count
-            else:
-                buckets[i] = count
-                cache.pop("_keys", None)
+            new = i not in buckets
+            buckets[i] = count if new else buckets[i] + count
+            index: _Index | None = cache.get("_index")
+            if index is not None:
+                index.add(i, count, new)
         self.count += count
         self.total_s += seconds * count
         if self.min_s is None or seconds < self.min_s:
@@ -113,42 +150,40 @@ class FlowTimeSketch(msgspec.Struct, kw_only=True, dict=True):
     def quantiles(self, qs: Sequence[float]) -> list[float | None]:
         """``quantile(q)`` for each of ``qs``, from one sorted pass over the buckets (points need several).
 
-        The running counts are summed in C (``accumulate``) and each rank is found by bisection: every
-        point of a period renders a location's percentiles, so this was the processors' hottest function.
+        Each rank is found among the block sums of ``_Index`` and then within one block, and the answer is
+        kept until the next ``add``: every period renders every location's percentiles.
         """
         for q in qs:
             if not 0 <= q <= 100:
                 raise ValueError(f"q must be a percentage in [0, 100], got {q!r}")
         if self.count == 0 or self.min_s is None or self.max_s is None:
             return [None] * len(qs)
-        low, high = self.min_s, self.max_s
         cache = self.__dict__
-        ranked: _Ranked | None = cache.get("_ranked")
-        if ranked is None:
-            buckets = self.buckets
-            keys: list[int] | None = cache.get("_keys")
-            if keys is None:
-                keys = cache["_keys"] = sorted(buckets)
-            # seen[j]: durations in the zero counter and the first j buckets
-            ranked = _Ranked(list(accumulate(map(buckets.__getitem__, keys), initial=self.zeros)))
-            cache["_ranked"] = ranked
-        answer = ranked.answers.get(tuple(qs))
+        answers: dict[tuple[float, ...], list[float | None]] | None = cache.get("_answers")
+        if answers is None:
+            answers = cache["_answers"] = {}
+        answer = answers.get(tuple(qs))
         if answer is None:
-            answer = ranked.answers[tuple(qs)] = self._ranks(qs, cache["_keys"], ranked.seen, low, high)
+            answer = answers[tuple(qs)] = self._ranks(qs)
         return list(answer)
 
-    def _ranks(
-        self, qs: Sequence[float], keys: list[int], seen: list[int], low: float, high: float
-    ) -> list[float | None]:
+    def _ranks(self, qs: Sequence[float]) -> list[float | None]:
+        low, high = self.min_s, self.max_s
+        assert low is not None and high is not None
+        index: _Index | None = self.__dict__.get("_index")
+        if index is None:
+            index = self.__dict__["_index"] = _Index(self.buckets)
         log_gamma = _log_gamma(self.alpha)
         gamma = math.exp(log_gamma)
+        keys = index.keys
         out: list[float | None] = []
         for q in qs:
             rank = max(1, math.ceil(q / 100 * self.count))
-            j = bisect_left(seen, rank)
+            # j: the rank's bucket is the j-th (1-based) in index order; 0: among the zeros
+            j = 0 if rank <= self.zeros else index.position(rank - self.zeros)
             if j == 0:
                 out.append(0.0)
-            elif j == len(seen):
+            elif j > len(keys):
                 out.append(high)  # not reached: the buckets and zeros add up to count
             else:
                 value = 2 * math.exp(keys[j - 1] * log_gamma) / (gamma + 1)
@@ -163,8 +198,8 @@ class FlowTimeSketch(msgspec.Struct, kw_only=True, dict=True):
         """Add all durations of ``other`` (same ``alpha``) to this sketch."""
         if other.alpha != self.alpha:
             raise ValueError(f"other.alpha must equal alpha={self.alpha!r}, got {other.alpha!r}")
-        self.__dict__.pop("_ranked", None)
-        self.__dict__.pop("_keys", None)
+        self.__dict__.pop("_answers", None)
+        self.__dict__.pop("_index", None)
         buckets = self.buckets
         for i, n in other.buckets.items():
             buckets[i] = buckets.get(i, 0) + n

@@ -232,6 +232,12 @@ class LineEngine:
         self.line = line
         self.config = config
         self.on_snapshot = on_snapshot
+        # the settings the per-event paths read, looked up once (``horizon_s`` is a property)
+        self._horizon_s = config.horizon_s
+        self._max_ahead_s = config.max_ahead_s
+        self._dedup_max_ids = config.dedup_max_ids
+        self._dedup_horizon_s = config.dedup_horizon_s
+        self._interval_s = config.point_interval_s
         self.state = state or LineState(
             site=site_id,
             line=line.id,
@@ -413,9 +419,9 @@ class LineEngine:
             return "out of range", 0.0
         if not EARLIEST_TS <= t < LATEST_TS:
             return "out of range", 0.0
-        if received_at is not None and t > received_at + self.config.max_ahead_s:
+        if received_at is not None and t > received_at + self._max_ahead_s:
             return "ahead", 0.0
-        if st.watermark is not None and t < st.watermark - self.config.horizon_s:
+        if st.watermark is not None and t < st.watermark - self._horizon_s:
             return "too old", 0.0
         return None, t
 
@@ -435,8 +441,8 @@ class LineEngine:
         self._ids.add(event_id)
         # forget in chunks, and only look when a whole chunk is due: deleting the head of a list costs
         # O(n), and scanning for expired ids on every event made this the hottest line of the processors
-        limit = len(ids) - self.config.dedup_max_ids
-        horizon = (st.watermark or t) - self.config.dedup_horizon_s
+        limit = len(ids) - self._dedup_max_ids
+        horizon = (st.watermark or t) - self._dedup_horizon_s
         if limit <= _FORGET_CHUNK and (len(times) <= _FORGET_CHUNK or times[_FORGET_CHUNK] >= horizon):
             return
         drop = max(limit, 0)
@@ -468,7 +474,8 @@ class LineEngine:
             if self.on_snapshot is not None:
                 self.on_snapshot(self, end, None)
         if st.period_end is None:
-            st.period_end = period_end(t, self.config.point_interval_s)
+            interval = self._interval_s
+            st.period_end = math.ceil(t / interval) * interval  # period_end(t, interval), inline
         if st.started is None:
             st.started = t
             st.shipped.start(t)
