@@ -238,6 +238,13 @@ class AlertEvaluator:
         """``value(state, instance, t)`` as a function of (state, t), the condition resolved once."""
         cond = instance.condition
         where = instance.location
+        if cond == Condition.LINE_SILENT:
+            return lambda state, t: None if state.released is None else t - state.released
+        if cond == Condition.DATA_QUALITY:
+            window_s = instance.window_s
+            return lambda state, t: self._quality_rate(state.alerts, t, window_s)
+        if cond in (Condition.UNDER_PRODUCTION, Condition.OVER_PRODUCTION):
+            return lambda state, t: self._production(state, cond, t)
         if cond == Condition.WIP_OVER_CAP:
 
             def wip(state: LineState, t: float) -> float | None:

@@ -63,10 +63,10 @@ class _Index:
             self.counts[j] += count
             self.blocks[j // _BLOCK] += count
 
-    def position(self, need: int) -> int:
+    def position(self, need: int, ends: list[int]) -> int:
         """The smallest j with ``sum(counts[:j]) >= need`` (``need`` >= 1), or ``len(keys) + 1`` if none:
-        ``bisect_left`` over the running counts, as ``quantiles`` defines the rank's bucket."""
-        ends = list(accumulate(self.blocks))
+        ``bisect_left`` over the running counts, as ``quantiles`` defines the rank's bucket. ``ends``: the
+        running sums of the blocks (``accumulate(blocks)``)."""
         b = bisect_left(ends, need)
         if b == len(ends):
             return len(self.keys) + 1
@@ -176,11 +176,12 @@ class FlowTimeSketch(msgspec.Struct, kw_only=True, dict=True):
         log_gamma = _log_gamma(self.alpha)
         gamma = math.exp(log_gamma)
         keys = index.keys
+        ends = list(accumulate(index.blocks))
         out: list[float | None] = []
         for q in qs:
             rank = max(1, math.ceil(q / 100 * self.count))
             # j: the rank's bucket is the j-th (1-based) in index order; 0: among the zeros
-            j = 0 if rank <= self.zeros else index.position(rank - self.zeros)
+            j = 0 if rank <= self.zeros else index.position(rank - self.zeros, ends)
             if j == 0:
                 out.append(0.0)
             elif j > len(keys):

@@ -469,11 +469,13 @@ class LineEngine:
             st.shrunk = []
             if shrunk and self.on_snapshot is not None:
                 self.on_snapshot(self, instant, shrunk)
-        if st.period_end is not None and t > st.period_end:
-            end, st.period_end = st.period_end, None
+        end = st.period_end
+        if end is not None and t > end:
+            st.period_end = None
             if self.on_snapshot is not None:
                 self.on_snapshot(self, end, None)
-        if st.period_end is None:
+            end = st.period_end
+        if end is None:
             interval = self._interval_s
             st.period_end = math.ceil(t / interval) * interval  # period_end(t, interval), inline
         if st.started is None:
@@ -488,36 +490,40 @@ class LineEngine:
             self._alert_due = self.alerts.due(st.alerts)
         st.released = t
         st.alerts.events += 1
-        loc = st.locations[event.location]
-        if isinstance(event, PartIn):
+        where = event.location
+        loc = st.locations[where]
+        # exactly one of the three (``_admit`` refused anything else): no subclass to look for
+        if type(event) is PartIn:
             # a part already here starts its stay again (Residents): WIP moves by the difference only
+            part, qty = event.part, event.qty
             residents = loc.residents
-            present = residents.batch_qty.get(event.part, 1) if residents.has(event.part) else 0
+            present = residents.batch_qty.get(part, 1) if residents.has(part) else 0
             if present:
-                self._issue(event.location, "arrival of a present part", t)
-            loc.residents.arrive(event.part, t, event.qty)
-            if not st.on_line.has(event.part):
-                st.on_line.arrive(event.part, t, event.qty)
-            self._wip(event.location, loc, t, event.qty - present)
-        elif isinstance(event, PartOut):
+                self._issue(where, "arrival of a present part", t)
+            residents.arrive(part, t, qty)
+            if not st.on_line.has(part):
+                st.on_line.arrive(part, t, qty)
+            self._wip(where, loc, t, qty - present)
+        elif type(event) is PartOut:
             # a part leaves as it arrived: WIP stays the sum of what is here, never negative
+            part = event.part
             residents = loc.residents
-            qty = residents.batch_qty.get(event.part, 1)  # its arrival quantity, if it is here
-            arrived = residents.leave(event.part)
+            qty = residents.batch_qty.get(part, 1)  # its arrival quantity, if it is here
+            arrived = residents.leave(part)
             if arrived is None:
-                self._issue(event.location, "departure without arrival", t)
+                self._issue(where, "departure without arrival", t)
                 return
             if qty != event.qty:
-                self._issue(event.location, "quantity mismatch", t)
+                self._issue(where, "quantity mismatch", t)
             loc.dwell.add(t - arrived, qty)
             loc.departures.record(t, qty)
-            self._wip(event.location, loc, t, -qty)
-            if event.location in self._exits:
-                entered = st.on_line.leave(event.part)
+            self._wip(where, loc, t, -qty)
+            if where in self._exits:
+                entered = st.on_line.leave(part)
                 if entered is not None:
                     st.flow.add(t - entered, qty)
                     st.shipped.record(t, qty)
-        elif isinstance(event, StationState):
+        elif type(event) is StationState:
             if loc.clock is None:
                 self._issue(event.location, "state of a non-station", t)
                 return
@@ -526,12 +532,16 @@ class LineEngine:
             self.changes.locations.add(event.location)
 
     def _wip(self, location: str, loc: LocationState, t: float, delta: int) -> None:
-        loc.wip += delta
+        loc.wip = wip = loc.wip + delta
         loc.changed_at = t
-        loc.growth.record(t, loc.wip)
-        if loc.growth.last_shrink == t and location not in self.state.shrunk:
-            self.state.shrunk.append(location)
-        loc.cost.record(t, loc.wip)
-        if loc.clock is not None:
-            loc.clock.set_wip(t, loc.wip)
+        growth = loc.growth
+        growth.record(t, wip)
+        if growth.last_shrink == t:
+            shrunk = self.state.shrunk
+            if location not in shrunk:
+                shrunk.append(location)
+        loc.cost.record(t, wip)
+        clock = loc.clock
+        if clock is not None:
+            clock.set_wip(t, wip)
         self.changes.locations.add(location)
