@@ -300,15 +300,16 @@ class LineEngine:
             return False
         st.partition, st.offset = partition, offset
         ids = self._ids
+        admit, remember, pending = self._admit, self._remember, st.pending
         for event in events:
-            refusal, t = self._admit(event, received_at)
+            refusal, t = admit(event, received_at)
             if refusal is not None:
                 self._issue(getattr(event, "location", ""), refusal, self._clock_or(received_at))
                 continue
             if event.id in ids:
                 self._issue(event.location, "duplicate", t)
                 continue
-            self._remember(event.id, t)
+            remember(event.id, t)
             if st.watermark is None or t > st.watermark:
                 st.watermark = t
             if st.released is not None and t < st.released:
@@ -316,7 +317,7 @@ class LineEngine:
                 self._apply_guarded(event, st.released)
                 continue
             st.seq += 1
-            heapq.heappush(st.pending, (t, st.seq, event))
+            heapq.heappush(pending, (t, st.seq, event))
         return True
 
     def skip(
@@ -350,10 +351,11 @@ class LineEngine:
         bound = float("inf") if everything else bound - lateness
         applied = 0
         pending = st.pending
+        apply, pop = self._apply, heapq.heappop
         while pending and pending[0][0] <= bound:
-            t, _, event = heapq.heappop(pending)
+            t, _, event = pop(pending)
             try:  # inline, not _apply_guarded: this is the processors' hottest loop
-                self._apply(event, t)
+                apply(event, t)
             except Exception:
                 self._issue(event.location, "internal", t)
                 continue
