@@ -50,7 +50,15 @@ from paho.mqtt.enums import CallbackAPIVersion
 from wipwatch.events import encode_event, topic_for
 from wipwatch.ingest import read_status, wait_subscribed
 from wipwatch.mqtt import MqttPublisher
-from wipwatch.services import ChildProcess, NativeStack, Ports, python_module_argv, spawn, wait_until
+from wipwatch.services import (
+    ChildProcess,
+    NativeStack,
+    Ports,
+    disk_usage,
+    python_module_argv,
+    spawn,
+    wait_until,
+)
 from wipwatch.settings import REPO_ROOT, load_settings
 from wipwatch.simulators.line import simulate_site
 from wipwatch.site import load_site
@@ -244,6 +252,13 @@ def report(figures: dict[str, float], hours: float, ingest: int) -> None:
                 f"({cpu / figures['e2e_wall_s']:.2f} of a core), "
                 f"{1e6 * cpu / figures['messages']:.0f} us an event"
             )
+    for topic in ("events", "changelog"):
+        if f"e2e_kafka_{topic}_bytes" in figures:
+            size = figures[f"e2e_kafka_{topic}_bytes"]
+            print(
+                f"e2e_kafka_{topic}: {size / 1e6:.1f} MB on disk, "
+                f"{size / figures['messages']:.0f} bytes an event"
+            )
     if budget:
         per_event = budget / figures["messages"]
         cores = os.cpu_count() or 1
@@ -367,6 +382,7 @@ def main() -> None:
                     for topic, payload in messages:
                         publisher.publish(topic, payload)
                     publisher.close()
+                    published_cpu = time.process_time() - bench_before
                     deadline = began + args.timeout
                     while True:
                         if phase == "ingest":
@@ -397,12 +413,22 @@ def main() -> None:
                             who = "processors" if child.name.endswith("processors") else "ingest"
                             used = cpu_seconds(child.pid) - cpu_before[child.name]
                             figures[f"e2e_{who}_cpu_s"] = figures.get(f"e2e_{who}_cpu_s", 0.0) + used
-                        # the whole budget: the servers, and this process (the publisher, and the
-                        # InfluxDB query every 50 ms that decides the end)
+                        # the whole budget: the servers and the publisher (this process while it
+                        # published; its InfluxDB query every 50 ms that decides the end is no part of it)
                         for name, server in stack.children.items():
                             used = cpu_seconds(server.pid) - servers_before[name]
                             figures[f"e2e_{name}_cpu_s"] = used
-                        figures["e2e_publisher_cpu_s"] = time.process_time() - bench_before
+                        figures["e2e_publisher_cpu_s"] = published_cpu
+                        # what Kafka was given to write: the events, and the processors' changelog
+                        for topic, prefix in (
+                            ("events", names["events_topic"] + "-"),
+                            ("changelog", names["processor_id"] + "-lines-changelog-"),
+                        ):
+                            figures[f"e2e_kafka_{topic}_bytes"] = sum(
+                                disk_usage(d)
+                                for d in stack.run_dir.glob("kafka/**/" + prefix + "*")
+                                if d.is_dir()
+                            )
                     for spy in spies:
                         spy.wait(60)
                 finally:

@@ -13,6 +13,12 @@ can stay full. What the wire needs of MQTT 3.1.1 for a publisher is small (CONNE
 PUBREC/PUBREL/PUBCOMP, PINGREQ, DISCONNECT); everything unacknowledged is kept and sent again, DUP set,
 after a reconnect. With TLS the reader reads under the write lock, as one OpenSSL connection must not
 read and write at once (measured: 45,800 msg/s over TLS on loopback).
+
+Packets are not written one by one: ``publish`` appends to a write buffer that a writer thread sends as
+one ``sendall`` as soon as it runs (or ``publish`` itself once 64 KiB are waiting). A publisher alone on
+the loop sends one message per write, as before; one publishing as fast as it can sends hundreds, which
+cost the publisher ~6 us a message instead of 20-34 and mosquitto ~10 instead of 14-16 (measured,
+``bench/mqtt_hop.py``; docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -49,6 +55,9 @@ _PINGRESP: Final = 0xD0
 _DISCONNECT: Final = b"\xe0\x00"
 _DUP: Final = 0x08
 _MAX_MID: Final = 65535
+#: Bytes waiting in the write buffer at which ``publish`` writes them itself rather than leave them to
+#: the writer thread.
+_WRITE_CHUNK: Final = 64 * 1024
 _CONNACK_REASONS: Final = {
     1: "unacceptable protocol version",
     2: "client id rejected",
@@ -236,6 +245,10 @@ class MqttPublisher:
         self._next_mid = 0
         self._write = threading.Lock()
         self._room = threading.Event()
+        # packets published and not yet written (under _write); the writer thread sends them
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._wake_writer = threading.Event()
         self._closing = False
         self._sock: socket.socket | None = None
         try:
@@ -244,6 +257,10 @@ class MqttPublisher:
             raise ServiceError(f"MQTT broker at {host}:{port} not reachable: {exc}") from None
         self._reader = threading.Thread(target=self._read_loop, name=f"mqtt-pub-{client_id}", daemon=True)
         self._reader.start()
+        self._writer = threading.Thread(
+            target=self._write_loop, name=f"mqtt-pub-write-{client_id}", daemon=True
+        )
+        self._writer.start()
 
     def _open(self) -> socket.socket:
         """Connect and wait for CONNACK; OSError if the network fails, ServiceError if the broker refuses."""
@@ -278,10 +295,7 @@ class MqttPublisher:
         if self.qos == 0:
             with self._write:
                 if self._sock is not None:
-                    try:
-                        self._sock.sendall(publish_packet(topic.encode(), payload, 0, 0, retain))
-                    except OSError:
-                        self._drop_socket()
+                    self._queue(publish_packet(topic.encode(), payload, 0, 0, retain))
                 self.published += 1
             return
         while len(self._unacked) + len(self._released) >= self._max:
@@ -298,15 +312,47 @@ class MqttPublisher:
             self._next_mid = mid
             packet = publish_packet(topic.encode(), payload, self.qos, mid, retain)
             self._unacked[mid] = packet
-            if self._sock is not None:
-                try:
-                    self._sock.sendall(packet)
-                except OSError:
-                    self._drop_socket()  # the reader reconnects and sends it again
+            if self._sock is not None:  # else the reader reconnects and sends it with the unacknowledged
+                self._queue(packet)
             self.published += 1
+
+    def _queue(self, packet: bytes) -> None:
+        """Add ``packet`` to the write buffer (under ``_write``); written at once if the buffer is full."""
+        self._pending.append(packet)
+        self._pending_bytes += len(packet)
+        if self._pending_bytes >= _WRITE_CHUNK:
+            self._write_pending()
+        elif not self._wake_writer.is_set():
+            self._wake_writer.set()
+
+    def _write_pending(self) -> None:
+        """Send the write buffer as one write (under ``_write``); a failure drops the connection, and the
+        reader's reconnect sends every unacknowledged packet again."""
+        pending = self._pending
+        if not pending:
+            return
+        self._pending, self._pending_bytes = [], 0
+        if self._sock is not None:
+            try:
+                self._sock.sendall(pending[0] if len(pending) == 1 else b"".join(pending))
+            except OSError:
+                self._drop_socket()
+
+    def _write_loop(self) -> None:
+        while not self._closing:
+            self._wake_writer.wait()
+            self._wake_writer.clear()
+            with self._write:
+                self._write_pending()
+
+    def flush(self) -> None:
+        """Write what ``publish`` buffered now (the writer thread would do so as soon as it runs)."""
+        with self._write:
+            self._write_pending()
 
     def _send(self, packet: bytes) -> None:
         with self._write:
+            self._write_pending()  # in order: a PUBREL after the packets published before it
             if self._sock is not None:
                 try:
                     self._sock.sendall(packet)
@@ -314,6 +360,8 @@ class MqttPublisher:
                     self._drop_socket()
 
     def _drop_socket(self) -> None:
+        # what was buffered for this connection: the unacknowledged are sent again after the reconnect
+        self._pending, self._pending_bytes = [], 0
         sock, self._sock = self._sock, None
         if sock is not None:
             with contextlib.suppress(OSError):
@@ -427,6 +475,7 @@ class MqttPublisher:
 
     def drain(self, timeout: float = 60.0) -> bool:
         """Wait until the broker acknowledged everything published; False on timeout."""
+        self.flush()
         deadline = time.monotonic() + timeout
         while self.outstanding:
             if time.monotonic() > deadline:
@@ -438,8 +487,11 @@ class MqttPublisher:
         self.drain()
         self._closing = True
         with self._write:
+            self._write_pending()  # QoS 0: nothing to drain, but the buffer goes out before DISCONNECT
             if self._sock is not None:
                 with contextlib.suppress(OSError):
                     self._sock.sendall(_DISCONNECT)
             self._drop_socket()
+        self._wake_writer.set()
         self._reader.join(5)
+        self._writer.join(5)

@@ -93,6 +93,27 @@ def test_every_message_arrives_in_order_at_each_qos(
     assert subscriber.payloads == sent
 
 
+@pytest.mark.parametrize("qos", [0, 1])
+def test_a_lone_message_is_written_without_a_flush(
+    broker: tuple[Path, int, list[ChildProcess]], qos: int
+) -> None:
+    """``publish`` buffers its packets for one write; a live source publishing one event and then
+    nothing must not leave it in the buffer (the writer thread sends it, no ``drain`` or ``close``)."""
+    _, port, _ = broker
+    subscriber = _Subscriber(port, 1)
+    publisher = MqttPublisher("127.0.0.1", port, f"pub-lone-{qos}", qos=qos)
+    try:
+        for i in range(3):
+            publisher.publish("t/lone", b"%d" % i)
+            eventually(subscriber.count, lambda n, i=i: n == i + 1, timeout=10, what=f"message {i}")
+        if qos:
+            eventually(lambda: publisher.outstanding, lambda n: n == 0, timeout=10, what="its PUBACKs")
+    finally:
+        publisher.close()
+        subscriber.close()
+    assert subscriber.payloads == [b"0", b"1", b"2"]
+
+
 def test_broker_restart_mid_run_loses_nothing(broker: tuple[Path, int, list[ChildProcess]]) -> None:
     run_dir, port, children = broker
     subscriber = _Subscriber(port, 1)
