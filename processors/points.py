@@ -77,9 +77,14 @@ def queue_points(engine: LineEngine, now: float, locations: frozenset[str]) -> l
     """The ``queue`` point of each of ``locations`` (in flow order) as of ``now``."""
     st = engine.state
     tail = f" {_us(now)}"
+    layout = _layout(engine)
+    if len(locations) == 1:  # most shrinks: one queue at an instant, no need to walk the line
+        (one,) = locations
+        where = layout.by_id.get(one)
+        return [] if where is None else [f"{where.queue} {_queue_part(st.locations[one], now)}{tail}"]
     return [
         f"{where.queue} {_queue_part(st.locations[where.id], now)}{tail}"
-        for where in _layout(engine).locations
+        for where in layout.locations
         if where.id in locations
     ]
 
@@ -249,6 +254,7 @@ class _Layout:
     """What the points of one line need from its definition, made once per line (``_layout``)."""
 
     locations: tuple[_Where, ...]
+    by_id: dict[str, _Where]
     stations: tuple[_Where, ...]
     line_throughput: str
     line_flow: str
@@ -282,6 +288,7 @@ def _layout(engine: LineEngine) -> _Layout:
     )
     layout = _Layout(
         locations=where,
+        by_id={w.id: w for w in where},
         stations=tuple(w for w in where if w.station),
         line_throughput=_key(THROUGHPUT, site, line_id, LINE),
         line_flow=_key(FLOW_TIME, site, line_id, LINE),
