@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
-from collections.abc import Iterator
+from dataclasses import dataclass
 
-from wipwatch.influx import keyed_line, line, series_key
+from wipwatch.influx import escape_tag, field_value, line, series_key
 from wipwatch.measurements import (
     ALERTS,
     BOTTLENECK,
@@ -37,10 +37,12 @@ from wipwatch.processors.metrics.flow_time import FlowTimeSketch
 from wipwatch.processors.metrics.lead_time import littles_law_s, value_added_ratio
 from wipwatch.processors.metrics.line_state import LineEngine, LocationState
 from wipwatch.processors.metrics.throughput import production_ratio, surplus_parts
-from wipwatch.site import LocationKind
+from wipwatch.site import Line, LocationKind
 
 #: The location tag of a line's own figures (throughput, end-to-end flow time).
 LINE = "_line"
+_QUANTILES = (50, 90, 99)
+_NO_SHARES = (0.0, 0.0, 0.0)
 
 
 def _us(t: float) -> int:
@@ -74,11 +76,16 @@ def collect_points(engine: LineEngine, at: float, locations: frozenset[str] | No
 def queue_points(engine: LineEngine, now: float, locations: frozenset[str]) -> list[str]:
     """The ``queue`` point of each of ``locations`` (in flow order) as of ``now``."""
     st = engine.state
-    t_us = _us(now)
+    tail = f" {_us(now)}"
+    layout = _layout(engine)
+    if len(locations) == 1:  # most shrinks: one queue at an instant, no need to walk the line
+        (one,) = locations
+        where = layout.by_id.get(one)
+        return [] if where is None else [f"{where.queue} {_queue_part(st.locations[one], now)}{tail}"]
     return [
-        keyed_line(_key(QUEUE, st.site, st.line, loc.id), _queue_fields(st.locations[loc.id], now), t_us)
-        for loc in engine.line.locations
-        if loc.id in locations
+        f"{where.queue} {_queue_part(st.locations[where.id], now)}{tail}"
+        for where in layout.locations
+        if where.id in locations
     ]
 
 
@@ -107,85 +114,67 @@ def line_points(engine: LineEngine, open_period: bool = True, wall_now: float | 
 
 
 def snapshot_points(engine: LineEngine, now: float) -> list[str]:
-    """Every measurement of every location of the line as of ``now`` (at or after its last event)."""
+    """Every measurement of every location of the line as of ``now`` (at or after its last event).
+
+    The lines are written out field by field here (what ``keyed_line`` would make of the field dicts, in
+    the same order, ``None`` fields left out): a period's snapshot renders ~60 points, one per event on the
+    bench site, and building a dict per point and joining it was half of the snapshot's cost (issue #16).
+    """
     st = engine.state
     if st.released is None:
         return []
-    t_us = _us(now)
-    site, line_id = st.site, st.line
+    layout = _layout(engine)
+    tail = f" {_us(now)}"
+    fv = field_value
     demand = engine.line.demand_per_hour
     elapsed = now - st.started if st.started is not None else 0.0
     out: list[str] = []
+    append = out.append
     wip_hours = 0.0
     value_added = 0.0
-    for loc_def in engine.line.locations:
-        loc = st.locations[loc_def.id]
-        where = loc_def.id
-        out.append(keyed_line(_key(WIP, site, line_id, where, loc_def.kind.value), _wip_fields(loc), t_us))
-        out.append(keyed_line(_key(QUEUE, site, line_id, where), _queue_fields(loc, now), t_us))
-        out.append(
-            keyed_line(
-                _key(COST, site, line_id, where),
-                {"tied_up": loc.cost.tied_up(), "holding_cost": loc.cost.accrued(now)},
-                t_us,
-            )
-        )
-        out.append(keyed_line(_key(FLOW_TIME, site, line_id, where), _flow_fields(loc, now), t_us))
-        wip_hours += loc.cost.wip_hours(now)
-        if loc_def.kind is LocationKind.STATION and loc.clock is not None:
-            per_hour = loc.departures.per_hour(now)
-            out.append(
-                keyed_line(
-                    _key(THROUGHPUT, site, line_id, where),
-                    _throughput_fields(per_hour, demand, loc.departures.total, elapsed),
-                    t_us,
-                )
-            )
-            totals = loc.clock.totals(now)
-            fields: dict[str, float | int | str] = {"state": loc.clock.state}
-            fields.update({f"{name}_s": seconds for name, seconds in totals.items()})
-            out.append(keyed_line(_key(STATION, site, line_id, where), fields, t_us))
-            if loc.departures.total:
-                value_added += totals["working"] / loc.departures.total
-    out.extend(_bottleneck_lines(engine, now, t_us))
-    out.append(
-        keyed_line(
-            _key(THROUGHPUT, site, line_id, LINE),
-            {
-                **_throughput_fields(st.shipped.per_hour(now), demand, st.shipped.total, elapsed),
-                "events": st.alerts.events,
-            },
-            t_us,
-        )
-    )
-    flow = {
-        **_percentiles(st.flow),
-        "oldest_age_s": st.on_line.oldest_age_s(now) or 0.0,
-        "parts": st.on_line.count(),
-    }
-    out.append(
-        keyed_line(
-            _key(FLOW_TIME, site, line_id, LINE), {k: v for k, v in flow.items() if v is not None}, t_us
-        )
-    )
+    locations = st.locations
+    for where in layout.locations:
+        loc = locations[where.id]
+        cost = loc.cost
+        tied_up = cost.tied_up()
+        append(f"{where.wip} parts={fv(loc.wip)},value={fv(tied_up)}{tail}")
+        append(f"{where.queue} {_queue_part(loc, now)}{tail}")
+        hours_here = cost.wip_hours(now)
+        accrued = hours_here * cost.cost_per_part_hour  # HoldingCost.accrued(now), wip_hours not twice
+        append(f"{where.cost} tied_up={fv(tied_up)},holding_cost={fv(accrued)}{tail}")
+        oldest = loc.residents.oldest_age_s(now) or 0.0
+        append(f"{where.flow} {_flow_part(loc.dwell, oldest, 'count=', loc.dwell.count)}{tail}")
+        wip_hours += hours_here
+        clock = loc.clock
+        if where.station and clock is not None:
+            departures = loc.departures
+            total = departures.total
+            throughput = _throughput_part(departures.per_hour(now), demand, total, elapsed)
+            append(f"{where.throughput} {throughput}{tail}")
+            totals = clock.totals(now)
+            seconds = [f"{_state_key(name)}{fv(value)}" for name, value in totals.items()]
+            append(f"{where.station_state} {','.join([f'state={fv(clock.state)}', *seconds])}{tail}")
+            if total:
+                value_added += totals["working"] / total
+    out += _bottleneck_lines(engine, layout, now, tail)
+    shipped = st.shipped
+    line_throughput = _throughput_part(shipped.per_hour(now), demand, shipped.total, elapsed)
+    append(f"{layout.line_throughput} {line_throughput},events={fv(st.alerts.events)}{tail}")
+    oldest = st.on_line.oldest_age_s(now) or 0.0
+    append(f"{layout.line_flow} {_flow_part(st.flow, oldest, 'parts=', st.on_line.count())}{tail}")
     hours = elapsed / 3600
     if hours > 0:
-        law = littles_law_s(wip_hours / hours, st.shipped.total / hours)
+        law = littles_law_s(wip_hours / hours, shipped.total / hours)
         measured = st.flow.mean()
-        fields_lt = {
-            "littles_law_s": law,
-            "measured_s": measured,
-            "value_added_s": value_added,
-            "value_added_ratio": value_added_ratio(value_added, measured),
-            "avg_wip": wip_hours / hours,
-        }
-        out.append(
-            keyed_line(
-                _key(LEAD_TIME, site, line_id, None),
-                {k: v for k, v in fields_lt.items() if v is not None},
-                t_us,
-            )
+        fields_lt = (
+            ("littles_law_s=", law),
+            ("measured_s=", measured),
+            ("value_added_s=", value_added),
+            ("value_added_ratio=", value_added_ratio(value_added, measured)),
+            ("avg_wip=", wip_hours / hours),
         )
+        joined = ",".join([name + fv(value) for name, value in fields_lt if value is not None])
+        append(f"{layout.lead_time} {joined}{tail}")
     return out
 
 
@@ -245,59 +234,130 @@ def quality_points(engine: LineEngine, last_us: dict[str, int]) -> list[str]:
     ]
 
 
-def _queue_fields(loc: LocationState, now: float) -> dict[str, float | int]:
-    return {"growth_per_hour": loc.growth.per_hour(now), "since_shrink_s": loc.growth.since_shrink_s(now)}
+@dataclass(frozen=True, slots=True)
+class _Where:
+    """A location of a line and the series keys of its points."""
+
+    id: str
+    station: bool
+    wip: str
+    queue: str
+    cost: str
+    flow: str
+    throughput: str
+    station_state: str
+    bottleneck: str
 
 
-def _wip_fields(loc: LocationState) -> dict[str, float | int]:
-    return {"parts": loc.wip, "value": loc.cost.tied_up()}
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """What the points of one line need from its definition, made once per line (``_layout``)."""
+
+    locations: tuple[_Where, ...]
+    by_id: dict[str, _Where]
+    stations: tuple[_Where, ...]
+    line_throughput: str
+    line_flow: str
+    lead_time: str
 
 
-def _flow_fields(loc: LocationState, now: float) -> dict[str, float | int]:
-    fields: dict[str, float | int | None] = {
-        **_percentiles(loc.dwell),
-        "oldest_age_s": loc.residents.oldest_age_s(now) or 0.0,
-        "count": loc.dwell.count,
-    }
-    return {k: v for k, v in fields.items() if v is not None}
+#: id(line definition) -> (the definition, site, line id, its layout); the definition is kept so its id
+#: cannot be reused while the entry lives.
+_layouts: dict[int, tuple[Line, str, str, _Layout]] = {}
 
 
-def _percentiles(flow: FlowTimeSketch) -> dict[str, float | None]:
-    p50, p90, p99 = flow.quantiles((50, 90, 99))
-    return {"p50_s": p50, "p90_s": p90, "p99_s": p99, "mean_s": flow.mean()}
+def _layout(engine: LineEngine) -> _Layout:
+    """The series keys of ``engine``'s line, made on the first snapshot of each line definition."""
+    line_def, site, line_id = engine.line, engine.state.site, engine.state.line
+    hit = _layouts.get(id(line_def))
+    if hit is not None and hit[0] is line_def and hit[1] == site and hit[2] == line_id:
+        return hit[3]
+    where = tuple(
+        _Where(
+            id=loc.id,
+            station=loc.kind is LocationKind.STATION,
+            wip=_key(WIP, site, line_id, loc.id, loc.kind.value),
+            queue=_key(QUEUE, site, line_id, loc.id),
+            cost=_key(COST, site, line_id, loc.id),
+            flow=_key(FLOW_TIME, site, line_id, loc.id),
+            throughput=_key(THROUGHPUT, site, line_id, loc.id),
+            station_state=_key(STATION, site, line_id, loc.id),
+            bottleneck=_key(BOTTLENECK, site, line_id, loc.id),
+        )
+        for loc in line_def.locations
+    )
+    layout = _Layout(
+        locations=where,
+        by_id={w.id: w for w in where},
+        stations=tuple(w for w in where if w.station),
+        line_throughput=_key(THROUGHPUT, site, line_id, LINE),
+        line_flow=_key(FLOW_TIME, site, line_id, LINE),
+        lead_time=_key(LEAD_TIME, site, line_id, None),
+    )
+    if len(_layouts) >= 4096:  # definitions come and go in tests and reloads: stay bounded
+        _layouts.clear()
+    _layouts[id(line_def)] = (line_def, site, line_id, layout)
+    return layout
 
 
-def _throughput_fields(
-    per_hour: float, demand: float | None, total: int, elapsed: float
-) -> dict[str, float | int]:
-    fields: dict[str, float | int | None] = {
-        "parts_per_hour": per_hour,
-        "demand_per_hour": demand,
-        "production_ratio": production_ratio(per_hour, demand),
-        "surplus_parts": surplus_parts(total, demand, elapsed),
-        "total": total,
-    }
-    return {k: v for k, v in fields.items() if v is not None}
+@functools.lru_cache(maxsize=256)
+def _state_key(category: str) -> str:
+    """``<category>_s=``: the field of a station's seconds in a category."""
+    return f"{escape_tag(category + '_s')}="
 
 
-def _bottleneck_lines(engine: LineEngine, now: float, t_us: int) -> Iterator[str]:
-    st = engine.state
-    longest = st.bottleneck.longest_running(now)
-    shares = st.bottleneck.shares(now)
-    window = st.bottleneck.window_shares(now)
-    for loc_def in engine.line.locations:
-        if loc_def.kind is not LocationKind.STATION:
-            continue
-        share, sole, shifting = shares.get(loc_def.id, (0.0, 0.0, 0.0))
-        w_share, w_sole, w_shifting = window.get(loc_def.id, (0.0, 0.0, 0.0))
-        fields = {
-            "momentary": int(loc_def.id in longest),
-            "active_period_s": st.bottleneck.active_period_s(now, loc_def.id),
-            "share": share,
-            "sole_share": sole,
-            "shifting_share": shifting,
-            "window_share": w_share,
-            "window_sole_share": w_sole,
-            "window_shifting_share": w_shifting,
-        }
-        yield keyed_line(_key(BOTTLENECK, st.site, st.line, loc_def.id), fields, t_us)
+def _queue_part(loc: LocationState, now: float) -> str:
+    growth = loc.growth
+    per_hour, since = field_value(growth.per_hour(now)), field_value(growth.since_shrink_s(now))
+    return f"growth_per_hour={per_hour},since_shrink_s={since}"
+
+
+def _flow_part(sketch: FlowTimeSketch, oldest: float, last: str, value: int) -> str:
+    """``p50_s``, ``p90_s``, ``p99_s``, ``mean_s`` (those not None), ``oldest_age_s`` and ``last``."""
+    fv = field_value
+    p50, p90, p99 = sketch.quantiles(_QUANTILES)
+    mean = sketch.mean()
+    if p50 is not None and p90 is not None and p99 is not None and mean is not None:
+        head = f"p50_s={fv(p50)},p90_s={fv(p90)},p99_s={fv(p99)},mean_s={fv(mean)},"
+    else:
+        pairs = (("p50_s=", p50), ("p90_s=", p90), ("p99_s=", p99), ("mean_s=", mean))
+        head = "".join([f"{name}{fv(v)}," for name, v in pairs if v is not None])
+    return f"{head}oldest_age_s={fv(oldest)},{last}{fv(value)}"
+
+
+def _throughput_part(per_hour: float, demand: float | None, total: int, elapsed: float) -> str:
+    ratio = production_ratio(per_hour, demand)
+    surplus = surplus_parts(total, demand, elapsed)
+    fv = field_value
+    if demand is not None and ratio is not None and surplus is not None:
+        return (
+            f"parts_per_hour={fv(per_hour)},demand_per_hour={fv(demand)},production_ratio={fv(ratio)},"
+            f"surplus_parts={fv(surplus)},total={fv(total)}"
+        )
+    pairs = (
+        ("parts_per_hour=", per_hour),
+        ("demand_per_hour=", demand),
+        ("production_ratio=", ratio),
+        ("surplus_parts=", surplus),
+        ("total=", total),
+    )
+    return ",".join([name + fv(v) for name, v in pairs if v is not None])
+
+
+def _bottleneck_lines(engine: LineEngine, layout: _Layout, now: float, tail: str) -> list[str]:
+    bottleneck = engine.state.bottleneck
+    longest = bottleneck.longest_running(now)
+    shares, window = bottleneck.shares_and_window_shares(now)
+    fv = field_value
+    out = []
+    for where in layout.stations:
+        share, sole, shifting = shares.get(where.id, _NO_SHARES)
+        w_share, w_sole, w_shifting = window.get(where.id, _NO_SHARES)
+        out.append(
+            f"{where.bottleneck} momentary={fv(int(where.id in longest))},"
+            f"active_period_s={fv(bottleneck.active_period_s(now, where.id))},"
+            f"share={fv(share)},sole_share={fv(sole)},shifting_share={fv(shifting)},"
+            f"window_share={fv(w_share)},window_sole_share={fv(w_sole)},"
+            f"window_shifting_share={fv(w_shifting)}{tail}"
+        )
+    return out

@@ -43,7 +43,8 @@ def escape_tag(value: str) -> str:
     return value.translate(_TAG_ESCAPES)
 
 
-def _field_value(value: Any) -> str:
+def field_value(value: Any) -> str:
+    """One field value as line protocol writes it: ``1.5``, ``3i``, ``true``, ``"text"``."""
     kind = type(value)
     if kind is float:  # most fields: checked first (the processors' hottest formatting path)
         return repr(value)
@@ -83,7 +84,7 @@ def line(measurement: str, tags: Mapping[str, str], fields: Mapping[str, Any], t
 
 def keyed_line(series: str, fields: Mapping[str, Any], time_us: int) -> str:
     """``line`` for a series key made once by ``series_key`` (callers that write the same series often)."""
-    field_part = ",".join(f"{_field_key(k)}={_field_value(v)}" for k, v in fields.items())
+    field_part = ",".join(f"{_field_key(k)}={field_value(v)}" for k, v in fields.items())
     return f"{series} {field_part} {time_us}"
 
 

@@ -125,7 +125,18 @@ class ActivePeriods(msgspec.Struct, kw_only=True):
 
         Running periods count as ending at ``now``; all zero before time passes.
         """
+        return self._shares(now, self._finish(now))
+
+    def window_shares(self, now: float) -> dict[str, Shares]:
+        """Like ``shares``, over the rolling window ``[max(first call, now - window_s), now]``."""
+        return self._window_shares(now, self._finish(now))
+
+    def shares_and_window_shares(self, now: float) -> tuple[dict[str, Shares], dict[str, Shares]]:
+        """``(shares(now), window_shares(now))``, finishing the walk once for both (the points need both)."""
         tail = self._finish(now)
+        return self._shares(now, tail), self._window_shares(now, tail)
+
+    def _shares(self, now: float, tail: ActivePeriods) -> dict[str, Shares]:
         observed = 0.0 if self.first is None else now - self.first
         out: dict[str, Shares] = {}
         for station in self.sole_s:
@@ -134,12 +145,11 @@ class ActivePeriods(msgspec.Struct, kw_only=True):
             out[station] = _fractions(sole, shifting, observed)
         return out
 
-    def window_shares(self, now: float) -> dict[str, Shares]:
-        """Like ``shares``, over the rolling window ``[max(first call, now - window_s), now]``."""
+    def _window_shares(self, now: float, tail: ActivePeriods) -> dict[str, Shares]:
         begin = now - self.window_s if self.first is None else max(self.first, now - self.window_s)
         sole = dict.fromkeys(self.sole_s, 0.0)
         shifting = dict.fromkeys(self.sole_s, 0.0)
-        for start, end, station, is_shifting in self.timeline(now):
+        for start, end, station, is_shifting in [*self.credits, *tail.credits]:
             inside = min(end, now) - max(start, begin)
             if inside > 0:
                 (shifting if is_shifting else sole)[station] += inside

@@ -32,12 +32,62 @@ def _log_gamma(alpha: float) -> float:
     return math.log((1 + alpha) / (1 - alpha))
 
 
+#: Buckets per block of ``_Index``: a rank is found among ~n/16 block sums, then within one block.
+_BLOCK = 16
+
+
+class _Index:
+    """A sketch's buckets in index order, with their counts and the sums of each ``_BLOCK`` of them, kept
+    up to date by ``add``: a rank is found without summing every bucket (~250 of them per location;
+    summing them for every period's percentiles was most of the points' cost, issue #16)."""
+
+    __slots__ = ("blocks", "counts", "keys")
+
+    def __init__(self, buckets: dict[int, int]) -> None:
+        self.keys = sorted(buckets)
+        self.counts = [buckets[i] for i in self.keys]
+        self.blocks = self._sums()
+
+    def _sums(self) -> list[int]:
+        counts = self.counts
+        return [sum(counts[j : j + _BLOCK]) for j in range(0, len(counts), _BLOCK)]
+
+    def add(self, i: int, count: int, new: bool) -> None:
+        """``count`` more durations in bucket ``i`` (``new``: the sketch had no bucket ``i``)."""
+        j = bisect_left(self.keys, i)
+        if new:
+            self.keys.insert(j, i)
+            self.counts.insert(j, count)
+            self.blocks = self._sums()
+        else:
+            self.counts[j] += count
+            self.blocks[j // _BLOCK] += count
+
+    def position(self, need: int, ends: list[int]) -> int:
+        """The smallest j with ``sum(counts[:j]) >= need`` (``need`` >= 1), or ``len(keys) + 1`` if none:
+        ``bisect_left`` over the running counts, as ``quantiles`` defines the rank's bucket. ``ends``: the
+        running sums of the blocks (``accumulate(blocks)``)."""
+        b = bisect_left(ends, need)
+        if b == len(ends):
+            return len(self.keys) + 1
+        seen = ends[b - 1] if b else 0
+        j = b * _BLOCK
+        counts = self.counts
+        while True:
+            seen += counts[j]
+            j += 1
+            if seen >= need:
+                return j
+
+
 class FlowTimeSketch(msgspec.Struct, kw_only=True, dict=True):
     """Durations in seconds, as counts per logarithmic bucket with relative accuracy ``alpha``.
 
-    ``quantiles`` keeps the sorted bucket indexes and running counts it computed in ``_ranked`` (not a
-    field: never encoded) until the next ``add`` or ``merge``, so points rendered again and again from an
-    unchanged sketch cost a bisection each.
+    ``quantiles`` keeps what it computed in the instance ``__dict__`` (not fields: never encoded): the
+    buckets sorted, with block sums, in ``_index`` (``_Index``, kept up to date by ``add``) and its answers
+    in ``_answers`` until the next ``add``; ``merge`` drops both. Points render every location's
+    percentiles once a period: an unchanged sketch answers from the cache, a changed one finds each rank
+    among the block sums.
     """
 
     alpha: float = 0.01
@@ -58,13 +108,18 @@ class FlowTimeSketch(msgspec.Struct, kw_only=True, dict=True):
             raise ValueError(f"seconds must be a finite duration >= 0, got {seconds!r}")
         if count < 1:
             raise ValueError(f"count must be >= 1, got {count!r}")
-        self.__dict__.pop("_ranked", None)
+        cache = self.__dict__
+        cache.pop("_answers", None)
         if seconds == 0.0:
             self.zeros += count
         else:
             i = math.ceil(math.log(seconds) / _log_gamma(self.alpha))
             buckets = self.buckets
-            buckets[i] = buckets.get(i, 0) + count
+            new = i not in buckets
+            buckets[i] = count if new else buckets[i] + count
+            index: _Index | None = cache.get("_index")
+            if index is not None:
+                index.add(i, count, new)
         self.count += count
         self.total_s += seconds * count
         if self.min_s is None or seconds < self.min_s:
@@ -95,33 +150,41 @@ class FlowTimeSketch(msgspec.Struct, kw_only=True, dict=True):
     def quantiles(self, qs: Sequence[float]) -> list[float | None]:
         """``quantile(q)`` for each of ``qs``, from one sorted pass over the buckets (points need several).
 
-        The running counts are summed in C (``accumulate``) and each rank is found by bisection: every
-        point of a period renders a location's percentiles, so this was the processors' hottest function.
+        Each rank is found among the block sums of ``_Index`` and then within one block, and the answer is
+        kept until the next ``add``: every period renders every location's percentiles.
         """
         for q in qs:
             if not 0 <= q <= 100:
                 raise ValueError(f"q must be a percentage in [0, 100], got {q!r}")
         if self.count == 0 or self.min_s is None or self.max_s is None:
             return [None] * len(qs)
+        cache = self.__dict__
+        answers: dict[tuple[float, ...], list[float | None]] | None = cache.get("_answers")
+        if answers is None:
+            answers = cache["_answers"] = {}
+        answer = answers.get(tuple(qs))
+        if answer is None:
+            answer = answers[tuple(qs)] = self._ranks(qs)
+        return list(answer)
+
+    def _ranks(self, qs: Sequence[float]) -> list[float | None]:
         low, high = self.min_s, self.max_s
+        assert low is not None and high is not None
+        index: _Index | None = self.__dict__.get("_index")
+        if index is None:
+            index = self.__dict__["_index"] = _Index(self.buckets)
         log_gamma = _log_gamma(self.alpha)
         gamma = math.exp(log_gamma)
-        cache = self.__dict__
-        ranked: tuple[list[int], list[int]] | None = cache.get("_ranked")
-        if ranked is None:
-            buckets = self.buckets
-            keys = sorted(buckets)
-            # seen[j]: durations in the zero counter and the first j buckets
-            ranked = keys, list(accumulate(map(buckets.__getitem__, keys), initial=self.zeros))
-            cache["_ranked"] = ranked
-        keys, seen = ranked
+        keys = index.keys
+        ends = list(accumulate(index.blocks))
         out: list[float | None] = []
         for q in qs:
             rank = max(1, math.ceil(q / 100 * self.count))
-            j = bisect_left(seen, rank)
+            # j: the rank's bucket is the j-th (1-based) in index order; 0: among the zeros
+            j = 0 if rank <= self.zeros else index.position(rank - self.zeros, ends)
             if j == 0:
                 out.append(0.0)
-            elif j == len(seen):
+            elif j > len(keys):
                 out.append(high)  # not reached: the buckets and zeros add up to count
             else:
                 value = 2 * math.exp(keys[j - 1] * log_gamma) / (gamma + 1)
@@ -136,7 +199,8 @@ class FlowTimeSketch(msgspec.Struct, kw_only=True, dict=True):
         """Add all durations of ``other`` (same ``alpha``) to this sketch."""
         if other.alpha != self.alpha:
             raise ValueError(f"other.alpha must equal alpha={self.alpha!r}, got {other.alpha!r}")
-        self.__dict__.pop("_ranked", None)
+        self.__dict__.pop("_answers", None)
+        self.__dict__.pop("_index", None)
         buckets = self.buckets
         for i, n in other.buckets.items():
             buckets[i] = buckets.get(i, 0) + n

@@ -232,6 +232,12 @@ class LineEngine:
         self.line = line
         self.config = config
         self.on_snapshot = on_snapshot
+        # the settings the per-event paths read, looked up once (``horizon_s`` is a property)
+        self._horizon_s = config.horizon_s
+        self._max_ahead_s = config.max_ahead_s
+        self._dedup_max_ids = config.dedup_max_ids
+        self._dedup_horizon_s = config.dedup_horizon_s
+        self._interval_s = config.point_interval_s
         self.state = state or LineState(
             site=site_id,
             line=line.id,
@@ -294,15 +300,16 @@ class LineEngine:
             return False
         st.partition, st.offset = partition, offset
         ids = self._ids
+        admit, remember, pending = self._admit, self._remember, st.pending
         for event in events:
-            refusal, t = self._admit(event, received_at)
+            refusal, t = admit(event, received_at)
             if refusal is not None:
                 self._issue(getattr(event, "location", ""), refusal, self._clock_or(received_at))
                 continue
             if event.id in ids:
                 self._issue(event.location, "duplicate", t)
                 continue
-            self._remember(event.id, t)
+            remember(event.id, t)
             if st.watermark is None or t > st.watermark:
                 st.watermark = t
             if st.released is not None and t < st.released:
@@ -310,7 +317,7 @@ class LineEngine:
                 self._apply_guarded(event, st.released)
                 continue
             st.seq += 1
-            heapq.heappush(st.pending, (t, st.seq, event))
+            heapq.heappush(pending, (t, st.seq, event))
         return True
 
     def skip(
@@ -344,10 +351,11 @@ class LineEngine:
         bound = float("inf") if everything else bound - lateness
         applied = 0
         pending = st.pending
+        apply, pop = self._apply, heapq.heappop
         while pending and pending[0][0] <= bound:
-            t, _, event = heapq.heappop(pending)
+            t, _, event = pop(pending)
             try:  # inline, not _apply_guarded: this is the processors' hottest loop
-                self._apply(event, t)
+                apply(event, t)
             except Exception:
                 self._issue(event.location, "internal", t)
                 continue
@@ -413,9 +421,9 @@ class LineEngine:
             return "out of range", 0.0
         if not EARLIEST_TS <= t < LATEST_TS:
             return "out of range", 0.0
-        if received_at is not None and t > received_at + self.config.max_ahead_s:
+        if received_at is not None and t > received_at + self._max_ahead_s:
             return "ahead", 0.0
-        if st.watermark is not None and t < st.watermark - self.config.horizon_s:
+        if st.watermark is not None and t < st.watermark - self._horizon_s:
             return "too old", 0.0
         return None, t
 
@@ -435,8 +443,8 @@ class LineEngine:
         self._ids.add(event_id)
         # forget in chunks, and only look when a whole chunk is due: deleting the head of a list costs
         # O(n), and scanning for expired ids on every event made this the hottest line of the processors
-        limit = len(ids) - self.config.dedup_max_ids
-        horizon = (st.watermark or t) - self.config.dedup_horizon_s
+        limit = len(ids) - self._dedup_max_ids
+        horizon = (st.watermark or t) - self._dedup_horizon_s
         if limit <= _FORGET_CHUNK and (len(times) <= _FORGET_CHUNK or times[_FORGET_CHUNK] >= horizon):
             return
         drop = max(limit, 0)
@@ -463,12 +471,15 @@ class LineEngine:
             st.shrunk = []
             if shrunk and self.on_snapshot is not None:
                 self.on_snapshot(self, instant, shrunk)
-        if st.period_end is not None and t > st.period_end:
-            end, st.period_end = st.period_end, None
+        end = st.period_end
+        if end is not None and t > end:
+            st.period_end = None
             if self.on_snapshot is not None:
                 self.on_snapshot(self, end, None)
-        if st.period_end is None:
-            st.period_end = period_end(t, self.config.point_interval_s)
+            end = st.period_end
+        if end is None:
+            interval = self._interval_s
+            st.period_end = math.ceil(t / interval) * interval  # period_end(t, interval), inline
         if st.started is None:
             st.started = t
             st.shipped.start(t)
@@ -481,36 +492,40 @@ class LineEngine:
             self._alert_due = self.alerts.due(st.alerts)
         st.released = t
         st.alerts.events += 1
-        loc = st.locations[event.location]
-        if isinstance(event, PartIn):
+        where = event.location
+        loc = st.locations[where]
+        # exactly one of the three (``_admit`` refused anything else): no subclass to look for
+        if type(event) is PartIn:
             # a part already here starts its stay again (Residents): WIP moves by the difference only
+            part, qty = event.part, event.qty
             residents = loc.residents
-            present = residents.batch_qty.get(event.part, 1) if residents.has(event.part) else 0
+            present = residents.batch_qty.get(part, 1) if residents.has(part) else 0
             if present:
-                self._issue(event.location, "arrival of a present part", t)
-            loc.residents.arrive(event.part, t, event.qty)
-            if not st.on_line.has(event.part):
-                st.on_line.arrive(event.part, t, event.qty)
-            self._wip(event.location, loc, t, event.qty - present)
-        elif isinstance(event, PartOut):
+                self._issue(where, "arrival of a present part", t)
+            residents.arrive(part, t, qty)
+            if not st.on_line.has(part):
+                st.on_line.arrive(part, t, qty)
+            self._wip(where, loc, t, qty - present)
+        elif type(event) is PartOut:
             # a part leaves as it arrived: WIP stays the sum of what is here, never negative
+            part = event.part
             residents = loc.residents
-            qty = residents.batch_qty.get(event.part, 1)  # its arrival quantity, if it is here
-            arrived = residents.leave(event.part)
+            qty = residents.batch_qty.get(part, 1)  # its arrival quantity, if it is here
+            arrived = residents.leave(part)
             if arrived is None:
-                self._issue(event.location, "departure without arrival", t)
+                self._issue(where, "departure without arrival", t)
                 return
             if qty != event.qty:
-                self._issue(event.location, "quantity mismatch", t)
+                self._issue(where, "quantity mismatch", t)
             loc.dwell.add(t - arrived, qty)
             loc.departures.record(t, qty)
-            self._wip(event.location, loc, t, -qty)
-            if event.location in self._exits:
-                entered = st.on_line.leave(event.part)
+            self._wip(where, loc, t, -qty)
+            if where in self._exits:
+                entered = st.on_line.leave(part)
                 if entered is not None:
                     st.flow.add(t - entered, qty)
                     st.shipped.record(t, qty)
-        elif isinstance(event, StationState):
+        elif type(event) is StationState:
             if loc.clock is None:
                 self._issue(event.location, "state of a non-station", t)
                 return
@@ -519,12 +534,16 @@ class LineEngine:
             self.changes.locations.add(event.location)
 
     def _wip(self, location: str, loc: LocationState, t: float, delta: int) -> None:
-        loc.wip += delta
+        loc.wip = wip = loc.wip + delta
         loc.changed_at = t
-        loc.growth.record(t, loc.wip)
-        if loc.growth.last_shrink == t and location not in self.state.shrunk:
-            self.state.shrunk.append(location)
-        loc.cost.record(t, loc.wip)
-        if loc.clock is not None:
-            loc.clock.set_wip(t, loc.wip)
+        growth = loc.growth
+        growth.record(t, wip)
+        if growth.last_shrink == t:
+            shrunk = self.state.shrunk
+            if location not in shrunk:
+                shrunk.append(location)
+        loc.cost.record(t, wip)
+        clock = loc.clock
+        if clock is not None:
+            clock.set_wip(t, wip)
         self.changes.locations.add(location)

@@ -188,6 +188,17 @@ def test_rolling_window_counts_the_method_s_time_inside_it() -> None:
     }
 
 
+def test_both_shares_at_once_equal_each_asked_alone_and_change_nothing() -> None:
+    periods = _run(ActivePeriods(window_s=20), THREE[:5])
+    for now in (40, 45, 52.5):  # C still running: its period is cut at now on the copy
+        periods.advance(now)
+        before = msgspec.msgpack.encode(periods)
+        both = periods.shares_and_window_shares(now)
+        assert msgspec.msgpack.encode(periods) == before  # finished on a copy
+        assert both == (periods.shares(now), periods.window_shares(now))
+        assert both[0]["B"] != (0.0, 0.0, 0.0) and any(v != (0.0, 0.0, 0.0) for v in both[1].values())
+
+
 def test_state_stays_bounded_over_a_long_run() -> None:
     # 20 000 cycles of three stations, one of them down the whole time: the walk stops at the down
     # station's start, so without forgetting, every period since would be kept
