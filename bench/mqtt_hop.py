@@ -20,7 +20,10 @@ Figures, all in one run on one fresh native stack (mosquitto, Apache Kafka, infl
   of order by far more event time than the lateness (a whole shift is published in seconds), and the
   processors count those as late (docs/operations.md).
 
-Run: ``.venv/bin/python bench/mqtt_hop.py [--hours 12] [--ingest 1] [--profile DIR]``. ``--profile`` samples
+Run: ``.venv/bin/python bench/mqtt_hop.py [--hours 12] [--ingest 1] [--processors 1] [--e2e-rounds 1]
+[--profile DIR]``: ``--processors`` workers in one group; ``--e2e-rounds`` end-to-end phases on the same
+servers (each with its own topics and InfluxDB database; the figures are the last one's, each phase's rate
+and CPU a line). ``--profile`` samples
 the ingest processes (and in the end-to-end phase the processors) with py-spy (``pip install py-spy``)
 for 20 s into ``DIR/<phase>-<process>.txt`` and prints where each spent its time. Writes
 bench/results/mqtt_hop.json too.
@@ -281,6 +284,9 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, help="py-spy the ingest processes into this directory")
     parser.add_argument("--skip-e2e", action="store_true", help="stop after the ingest figure")
     parser.add_argument(
+        "--processors", type=int, default=1, help="processors workers in the end-to-end phase (one group)"
+    )
+    parser.add_argument(
         "--e2e-rounds",
         type=int,
         default=1,
@@ -381,14 +387,19 @@ def main() -> None:
                     if phase != "ingest":
                         # timed from the processors' first partition assignment: their start-up (imports,
                         # group join: 10-30 s on a loaded machine) is no part of a sustained rate
-                        worker = spawn(
-                            f"{phase}-processors",
-                            python_module_argv("process"),
-                            run / "logs",
-                            {**env, "WIPWATCH_LOG_LEVEL": "INFO"},
-                        )
-                        children.append(worker)
-                        wait_until(worker, lambda w=worker: assigned(w.log_path), 180)
+                        workers = [
+                            spawn(
+                                f"{phase}-processors{k or ''}",
+                                python_module_argv("process"),
+                                run / "logs",
+                                # a run directory each: Faust's data directory is per worker
+                                {**env, "WIPWATCH_LOG_LEVEL": "INFO", "WIPWATCH_RUN_DIR": str(run / f"w{k}")},
+                            )
+                            for k in range(args.processors)
+                        ]
+                        children += workers
+                        for worker in workers:
+                            wait_until(worker, lambda w=worker: assigned(w.log_path), 180)
                     cpu_before = {c.name: cpu_seconds(c.pid) for c in children}
                     servers_before = {name: cpu_seconds(c.pid) for name, c in stack.children.items()}
                     bench_before = time.process_time()
@@ -432,7 +443,7 @@ def main() -> None:
                         for who in ("ingest", "processors"):
                             figures.pop(f"e2e_{who}_cpu_s", None)
                         for child in children:
-                            who = "processors" if child.name.endswith("processors") else "ingest"
+                            who = "processors" if "-processors" in child.name else "ingest"
                             used = cpu_seconds(child.pid) - cpu_before[child.name]
                             figures[f"e2e_{who}_cpu_s"] = figures.get(f"e2e_{who}_cpu_s", 0.0) + used
                         # the whole budget: the servers and the publisher (this process while it
