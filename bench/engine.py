@@ -117,11 +117,7 @@ def run(
     """
     if split:
         return _run_split(engine, records, split, keep)
-    site = load_site(SITE_FILE)
-    config = dataclasses.replace(engine_config(load_settings()), alert_every_s=site.alerts.evaluate_every)
-    rules = expand_rules(site)
-    lines_by_key = {f"{site.site}/{line.id}".encode(): line for line in site.lines}
-    engines: dict[bytes, Any] = {}
+    engine_of = _Engines(engine)
     dq: dict[str, int] = {}
     lines: list[str] = []
     dumps: list[bytes] = []
@@ -129,11 +125,7 @@ def run(
     for first in range(0, len(records), batch):
         touched: dict[bytes, Any] = {}
         for offset, (key, value) in enumerate(records[first : first + batch], first):
-            e = engines.get(key)
-            if e is None:
-                e = engines[key] = engine.line_engine(
-                    lines_by_key[key], site.site, config, rules=rules, on_snapshot=engine.collect_points
-                )
+            e = engine_of(key)
             e.offer(decode_record(value), 0, offset)
             touched[key] = e
         for e in touched.values():
@@ -147,25 +139,44 @@ def run(
     return time.process_time() - started, lines, dumps
 
 
+class _Engines:
+    """The bench site's line engines of ``engine``'s code, each made on its line's first record (as the
+    agent does); ``made`` holds them."""
+
+    def __init__(self, engine: Engine) -> None:
+        site = load_site(SITE_FILE)
+        self.engine, self.site_id = engine, site.site
+        self.config = dataclasses.replace(
+            engine_config(load_settings()), alert_every_s=site.alerts.evaluate_every
+        )
+        self.rules = expand_rules(site)
+        self.lines = {f"{site.site}/{line.id}".encode(): line for line in site.lines}
+        self.made: dict[bytes, Any] = {}
+
+    def __call__(self, key: bytes) -> Any:
+        e = self.made.get(key)
+        if e is None:
+            e = self.made[key] = self.engine.line_engine(
+                self.lines[key],
+                self.site_id,
+                self.config,
+                rules=self.rules,
+                on_snapshot=self.engine.collect_points,
+            )
+        return e
+
+
 def _run_split(
     engine: Engine, records: Records, split: int, keep: bool
 ) -> tuple[float, list[str], list[bytes]]:
-    site = load_site(SITE_FILE)
-    config = dataclasses.replace(engine_config(load_settings()), alert_every_s=site.alerts.evaluate_every)
-    rules = expand_rules(site)
-    lines_by_key = {f"{site.site}/{line.id}".encode(): line for line in site.lines}
-    engines: dict[bytes, Any] = {}
+    engine_of = _Engines(engine)
     dq: dict[str, int] = {}
     lines: list[str] = []
     dumps: list[bytes] = []
     offset = 0
     started = time.process_time()
     for key, value in records:
-        e = engines.get(key)
-        if e is None:
-            e = engines[key] = engine.line_engine(
-                lines_by_key[key], site.site, config, rules=rules, on_snapshot=engine.collect_points
-            )
+        e = engine_of(key)
         events = decode_record(value)
         for first in range(0, len(events), split):
             offset += 1
@@ -174,7 +185,7 @@ def _run_split(
             lines += engine.line_points(e) + engine.quality_points(e, dq)
             e.changes.clear()
             dumps.append(e.dump())
-    for e in engines.values():
+    for e in engine_of.made.values():
         e.release(everything=True)
         e.finish_alerts()
         lines += engine.line_points(e) + engine.quality_points(e, dq)
