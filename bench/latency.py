@@ -34,15 +34,20 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
-from wipwatch.events import Event, encode_event, topic_for
-from wipwatch.influx import InfluxTarget, query, rows
-from wipwatch.ingest import wait_subscribed
-from wipwatch.measurements import DATA_QUALITY, THROUGHPUT
-from wipwatch.mqtt import MqttPublisher
-from wipwatch.services import (
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.mqtt_hop import CPU_BUDGET, assigned, cpu_seconds  # noqa: E402
+from wipwatch.events import Event, encode_event, topic_for  # noqa: E402
+from wipwatch.influx import InfluxTarget, query, rows  # noqa: E402
+from wipwatch.ingest import wait_subscribed  # noqa: E402
+from wipwatch.measurements import DATA_QUALITY, THROUGHPUT  # noqa: E402
+from wipwatch.mqtt import MqttPublisher  # noqa: E402
+from wipwatch.services import (  # noqa: E402
     ChildProcess,
     NativeStack,
     Ports,
@@ -52,9 +57,9 @@ from wipwatch.services import (
     spawn,
     wait_until,
 )
-from wipwatch.settings import REPO_ROOT, load_settings
-from wipwatch.simulators.line import simulate_site
-from wipwatch.site import load_site
+from wipwatch.settings import REPO_ROOT, load_settings  # noqa: E402
+from wipwatch.simulators.line import simulate_site  # noqa: E402
+from wipwatch.site import load_site  # noqa: E402
 
 SITE_FILE = REPO_ROOT / "bench" / "sites" / "three-lines.yaml"
 RESULTS = REPO_ROOT / "bench" / "results" / "latency.json"
@@ -75,6 +80,8 @@ class Coverage:
         self.measure_from: float | None = None
         self.done = {line: 0 for line in sent}
         self.latencies: list[float] = []
+        #: (publish time, latency) of each measured event: the trend says whether the path keeps pace.
+        self.samples: list[tuple[float, float]] = []
         self._lock = threading.Lock()
 
     def saw(self, line: str, applied: float | None, now: float) -> None:
@@ -90,11 +97,40 @@ class Coverage:
             if upto <= first:
                 return
             start = self.measure_from
-            self.latencies.extend(now - t for t in times[first:upto] if t >= start)
+            measured = [(t, now - t) for t in times[first:upto] if t >= start]
+            self.samples.extend(measured)
+            self.latencies.extend(latency for _, latency in measured)
             self.done[line] = upto
 
     def unseen(self) -> int:
         return sum(len(self.sent[line]) - self.done[line] for line in self.sent)
+
+
+def by_thirds(samples: list[tuple[float, float]], q: float) -> list[float]:
+    """The ``q`` quantile of the latencies of events published in each third of the measured window.
+
+    Flat thirds: the path keeps pace with the rate. Growing ones: a backlog builds (the rate is above
+    what the machine carries), and the figures depend on how long the bench runs.
+    """
+    if not samples:
+        return [float("nan")] * 3
+    first, last = min(t for t, _ in samples), max(t for t, _ in samples)
+    span = max(last - first, 1e-9)
+    thirds: list[list[float]] = [[], [], []]
+    for t, latency in samples:
+        thirds[min(2, int(3 * (t - first) / span))].append(latency)
+    return [percentile(third, q) for third in thirds]
+
+
+def timeline(samples: list[tuple[float, float]], began: float) -> list[list[float]]:
+    """[second of publishing, events published in it, p50 and max latency] per whole second.
+
+    Where a backlog began, and the rate the path carried: seconds of flat latency carried their events.
+    """
+    buckets: dict[int, list[float]] = {}
+    for t, latency in samples:
+        buckets.setdefault(int(t - began), []).append(latency)
+    return [[k, len(v), round(percentile(v, 0.5), 3), round(max(v), 3)] for k, v in sorted(buckets.items())]
 
 
 def poll_influx(target: InfluxTarget, site: str, seen: Coverage, stop: threading.Event, every: float) -> None:
@@ -194,11 +230,22 @@ def main() -> None:
                     ingest_env = {**env, "WIPWATCH_INGEST_CLIENT_ID": client_id}
                     children.append(spawn(client_id, python_module_argv("ingest"), run / "logs", ingest_env))
                     wait_subscribed(children[-1], run, client_id)
-                children.append(spawn("processors", python_module_argv("process"), run / "logs", env))
+                # INFO: the partition assignment is logged; publishing starts after it, so that no backlog
+                # from the group join is in the figures (at high rates it may never be worked off)
+                processors = spawn(
+                    "processors",
+                    python_module_argv("process"),
+                    run / "logs",
+                    {**env, "WIPWATCH_LOG_LEVEL": "INFO"},
+                )
+                children.append(processors)
                 board_argv = python_module_argv("board", "--port", str(board_port))
                 children.append(spawn("board", board_argv, run / "logs", env))
                 wait_until(children[-1], lambda: port_in_use(board_port), timeout=60)
-                # the processors join their consumer group within a few seconds; warm-up covers it
+                wait_until(processors, lambda: assigned(processors.log_path), timeout=180)
+                cpu_before = {c.name: cpu_seconds(c.pid) for c in children}
+                servers_before = {name: cpu_seconds(c.pid) for name, c in stack.children.items()}
+                own_before = time.process_time()
                 publisher = MqttPublisher("127.0.0.1", stack.mqtt_port, "bench-latency")
                 sent: dict[str, list[float]] = {line.id: [] for line in site.lines}  # publish times
                 lags: list[float] = []
@@ -227,14 +274,25 @@ def main() -> None:
                     sent[event.line].append(stamped.timestamp)  # before publishing: never seen before sent
                     publisher.publish(topic_for(stamped), encode_event(stamped))
                 publisher.close()
+                published = time.time()
+                # this process while publishing: the load generator (its observers' threads included)
+                publisher_cpu = time.process_time() - own_before
                 deadline = (
                     time.time() + settings.processor_lateness_s + settings.processor_idle_release_s + 30
                 )
                 while (influx_seen.unseen() or board_seen.unseen()) and time.time() < deadline:
                     time.sleep(args.poll)
+                drained = time.time()
                 stop.set()
                 for observer in observers:
                     observer.join(timeout=10)
+                # CPU an event of each process from the start of publishing to the last event seen
+                cpu = {"publisher": publisher_cpu, "ingest": 0.0, "processors": 0.0, "board": 0.0}
+                for child in children:
+                    who = "ingest" if "ingest" in child.name else child.name
+                    cpu[who] += cpu_seconds(child.pid) - cpu_before[child.name]
+                for name, server in stack.children.items():
+                    cpu[name] = cpu_seconds(server.pid) - servers_before[name]
                 late = rows(
                     query(
                         target,
@@ -248,7 +306,7 @@ def main() -> None:
                 for child in children:
                     child.stop()
     lateness, idle = settings.processor_lateness_s, settings.processor_idle_release_s
-    figures: dict[str, float | int] = {
+    figures: dict[str, Any] = {
         "rate": args.rate,
         "events": len(events),
         "lateness_s": lateness,
@@ -257,6 +315,10 @@ def main() -> None:
         "publish_lag_p99": percentile(lags, 0.99),
         "ingest_processes": args.ingest,
         "late_events": int(late[0]["n"]) if late else 0,
+        "publish_seconds": published - began,
+        "drain_seconds": drained - published,
+        **{f"cpu_{who}_us_per_event": 1e6 * seconds / len(events) for who, seconds in cpu.items()},
+        "cores_used": sum(cpu.values()) / max(drained - began, 1e-9),
     }
     print(
         f"events: {len(events)} at {args.rate:.0f} events/s; left out: those published before "
@@ -277,6 +339,13 @@ def main() -> None:
                 f"ratio {value / max(lateness, 1e-9):.2f} of it"
             )
         print(f"{name}: {len(seen.latencies)} measured, {seen.unseen()} unseen")
+        figures[f"{name}_timeline"] = timeline(seen.samples, began)
+        thirds = by_thirds(seen.samples, 0.99)
+        figures.update({f"{name}_p99_third{k + 1}": v for k, v in enumerate(thirds)})
+        print(
+            f"publish_to_{name}_p99 by third of the window: " + " / ".join(f"{v:.2f}" for v in thirds) + " s "
+            "(flat: the path keeps pace; growing: a backlog builds)"
+        )
     goal = "meets" if figures["influx_p99"] <= lateness + 1 else "misses"
     print(f"goal p99 publish -> InfluxDB <= lateness + 1 s: {goal}")
     print(
@@ -284,6 +353,17 @@ def main() -> None:
         f"{args.ingest} ingest process(es))"
     )
     print(f"publish_lag_p99: {figures['publish_lag_p99'] * 1000:.1f} ms behind schedule")
+    print(
+        f"published in {figures['publish_seconds']:.1f} s "
+        f"({len(events) / figures['publish_seconds']:.0f} events/s), "
+        f"the last event seen {figures['drain_seconds']:.1f} s later"
+    )
+    order = [*CPU_BUDGET, "board"]
+    print(
+        f"cpu: {sum(figures[f'cpu_{w}_us_per_event'] for w in order):.0f} us an event in all ("
+        + ", ".join(f"{w} {figures[f'cpu_{w}_us_per_event']:.0f}" for w in order)
+        + f"), {figures['cores_used']:.2f} of 2 cores"
+    )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"name": "latency", **figures}, indent=1) + "\n")
 
