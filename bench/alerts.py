@@ -1,7 +1,7 @@
 """Alert latency in live mode: condition true in event time -> MQTT retained state / Alertmanager has it.
 
 One run on fresh native servers (mosquitto, Kafka, influxd, Alertmanager) with ``wipwatch ingest`` and
-``wipwatch process`` as child processes, default settings (lateness 5 s), a one-line site whose buffer ``q``
+``wipwatch process`` as child processes, default settings (lateness 2 s), a one-line site whose buffer ``q``
 has a cap of 5 and one rule ``wip_over_cap`` with ``for: 0``, evaluated every second of event time.
 
 Events are published at ``--rate`` events/s (default 1,000) with event time = the wall clock: a steady flow
@@ -14,10 +14,10 @@ condition true, at its event time) and two seconds later out again (the alert re
   20 ms);
 
 each as p50 and p99 over the episodes, with the ratio to the baseline's p50. The floor of the alert
-latency is the processors' lateness (events wait 5 s for stragglers) plus up to one evaluation step.
+latency is the processors' lateness (events wait that long for stragglers) plus up to one evaluation step.
 
-Run: ``.venv/bin/python bench/alerts.py [--seconds 120] [--rate 1000] [--lateness 5]``. Writes
-bench/results/alerts.json.
+Run: ``.venv/bin/python bench/alerts.py [--seconds 120] [--rate 1000] [--lateness S]`` (default: the
+setting's default). Writes bench/results/alerts.json.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from wipwatch.events import PartIn, PartOut, encode_event, topic_for
 from wipwatch.ingest import wait_subscribed
 from wipwatch.mqtt import MqttPublisher
 from wipwatch.services import NativeStack, Ports, free_port, python_module_argv, spawn
-from wipwatch.settings import REPO_ROOT
+from wipwatch.settings import REPO_ROOT, Settings
 
 RESULTS = REPO_ROOT / "bench" / "results" / "alerts.json"
 SITE = {
@@ -109,7 +109,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=120.0)
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--period", type=float, default=4.0)
-    parser.add_argument("--lateness", type=float, default=5.0, help="WIPWATCH_PROCESSOR_LATENESS_S")
+    parser.add_argument(
+        "--lateness",
+        type=float,
+        default=Settings.model_fields["processor_lateness_s"].default,
+        help="WIPWATCH_PROCESSOR_LATENESS_S (default: the setting's default)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="wipwatch-bench-alerts-") as tmp_dir:
         tmp = Path(tmp_dir)
